@@ -1,0 +1,19 @@
+"""The console script parses its subcommands and returns exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.cli import main
+
+
+def test_main_without_command_exits_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_main_demo_says_plainly_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    assert "Not built yet" in capsys.readouterr().out
