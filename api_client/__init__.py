@@ -9,8 +9,41 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# public name -> module that defines it; filled in as the modules land.
-_EXPORTS: dict[str, str] = {}
+# public name -> defining module. Models live in `api_client.models`; import them from there.
+_EXPORTS: dict[str, str] = {
+    "RegistryClient": "api_client._client",
+    "ClientConfig": "api_client.config",
+    "APIError": "api_client.errors",
+    "AlreadyExistsError": "api_client.errors",
+    "AuthError": "api_client.errors",
+    "ContractError": "api_client.errors",
+    "InvalidPathSegmentError": "api_client.errors",
+    "InvalidRequestError": "api_client.errors",
+    "NotFoundError": "api_client.errors",
+    "OutcomeUnknownError": "api_client.errors",
+    "PermissionDeniedError": "api_client.errors",
+    "RateLimitedError": "api_client.errors",
+    "RegistryError": "api_client.errors",
+    "RequestTimeoutError": "api_client.errors",
+    "SentRequest": "api_client.errors",
+    "ServerError": "api_client.errors",
+    "ServiceUnavailableError": "api_client.errors",
+    "TaskStillPendingError": "api_client.errors",
+    "TransportError": "api_client.errors",
+    "UnauthenticatedError": "api_client.errors",
+    "RetryDecision": "api_client.retry",
+    "RetryPolicy": "api_client.retry",
+    "Verdict": "api_client.retry",
+    "backoff_s": "api_client.retry",
+    "decide": "api_client.retry",
+    "parse_retry_after": "api_client.retry",
+    "IssuedBy": "api_client.tasks",
+    "PollRoute": "api_client.tasks",
+    "TaskKind": "api_client.tasks",
+    "TaskRef": "api_client.tasks",
+    "PollPolicy": "api_client.waiting",
+    "wait_for_task": "api_client.waiting",
+}
 
 __all__ = sorted(_EXPORTS)
 

@@ -70,3 +70,27 @@ def test_import_boundary_probe_detects_a_forbidden_import() -> None:
 
     assert "httpx" in leaked(loaded, ("httpx",))
     assert leaked(loaded, ("httpx_not_a_package",)) == []
+
+
+def test_api_client_package_exports_lazily() -> None:
+    # Given a fresh interpreter, importing the package face pulls in no httpx ...
+    code = (
+        "import sys, api_client\n"
+        "assert 'httpx' not in sys.modules, 'import api_client imported httpx'\n"
+        "assert set(api_client.__all__) == set(dir(api_client)) & set(api_client.__all__)\n"
+        "client_class = api_client.RegistryClient\n"
+        "assert 'httpx' in sys.modules\n"
+        "assert client_class.__name__ == 'RegistryClient'\n"
+    )
+    # ... and asking for the client is what loads it.
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=PROJECT_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_api_client_exports_resolve_to_real_objects() -> None:
+    import api_client
+
+    for name in api_client.__all__:
+        assert getattr(api_client, name) is not None, name
