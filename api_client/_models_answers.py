@@ -98,7 +98,8 @@ class TaskAccepted(RegistryModel):
 class BulkRejected(RegistryModel):
     """The legacy synchronous refusal of a bulk request: nothing was applied."""
 
-    status: OpenSubmissionStatus
+    status: OpenSubmissionStatus = SubmissionStatus.REJECTED
+    """Absent in a refusal that carries only receipts; the receipts alone say it was refused."""
     receipts: Annotated[list[Receipt], NoneAsEmpty] = Field(default_factory=list)
 
 

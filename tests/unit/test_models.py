@@ -629,3 +629,10 @@ def _floats_in(value: Any) -> bool:
     if isinstance(value, list):
         return any(_floats_in(item) for item in value)
     return False
+
+
+def test_parse_bulk_answer_reads_receipts_without_status_as_rejected() -> None:
+    answer = parse_bulk_answer({"receipts": [{"status": "CANCELLED"}]})
+    assert isinstance(answer, BulkRejected)
+    assert answer.status == SubmissionStatus.REJECTED
+    assert [receipt.status for receipt in answer.receipts] == [ReceiptStatus.CANCELLED]
