@@ -16,6 +16,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the end-to-end demo against a local emulator")
     demo.set_defaults(run=_run_demo)
+
+    emulator = commands.add_parser("emulator", help="serve a local emulator of the Registry API")
+    from emulator.server import add_arguments, run_from_args
+
+    add_arguments(emulator)
+    emulator.set_defaults(run=run_from_args)
     return parser
 
 

@@ -17,3 +17,12 @@ def test_main_without_command_exits_with_usage(capsys: pytest.CaptureFixture[str
 def test_main_demo_says_plainly_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     assert "Not built yet" in capsys.readouterr().out
+
+
+def test_main_emulator_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["emulator", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--host", "--port", "--config", "--api-key"):
+        assert option in out
