@@ -7,7 +7,53 @@ never drags in httpx. Knows nothing of `worker`.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real names for type checkers; at run time they load on first use
+    from api_client._client import (
+        RegistryClient,
+    )
+    from api_client.config import (
+        ClientConfig,
+    )
+    from api_client.errors import (
+        AlreadyExistsError,
+        APIError,
+        AuthError,
+        ContractError,
+        InvalidPathSegmentError,
+        InvalidRequestError,
+        NotFoundError,
+        OutcomeUnknownError,
+        PermissionDeniedError,
+        RateLimitedError,
+        RegistryError,
+        RequestTimeoutError,
+        SentRequest,
+        ServerError,
+        ServiceUnavailableError,
+        TaskStillPendingError,
+        TransportError,
+        UnauthenticatedError,
+    )
+    from api_client.retry import (
+        RetryDecision,
+        RetryPolicy,
+        Verdict,
+        backoff_s,
+        decide,
+        parse_retry_after,
+    )
+    from api_client.tasks import (
+        IssuedBy,
+        PollRoute,
+        TaskKind,
+        TaskRef,
+    )
+    from api_client.waiting import (
+        PollPolicy,
+        wait_for_task,
+    )
 
 # public name -> defining module. Models live in `api_client.models`; import them from there.
 _EXPORTS: dict[str, str] = {
@@ -45,7 +91,40 @@ _EXPORTS: dict[str, str] = {
     "wait_for_task": "api_client.waiting",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "APIError",
+    "AlreadyExistsError",
+    "AuthError",
+    "ClientConfig",
+    "ContractError",
+    "InvalidPathSegmentError",
+    "InvalidRequestError",
+    "IssuedBy",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "PollRoute",
+    "RateLimitedError",
+    "RegistryClient",
+    "RegistryError",
+    "RequestTimeoutError",
+    "RetryDecision",
+    "RetryPolicy",
+    "SentRequest",
+    "ServerError",
+    "ServiceUnavailableError",
+    "TaskKind",
+    "TaskRef",
+    "TaskStillPendingError",
+    "TransportError",
+    "UnauthenticatedError",
+    "Verdict",
+    "backoff_s",
+    "decide",
+    "parse_retry_after",
+    "wait_for_task",
+]
 
 
 def __getattr__(name: str) -> Any:

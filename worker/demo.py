@@ -51,7 +51,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
             _show_receipts(out, answer.resource_operation_receipts)
             _show_receipts(out, answer.relationship_operation_receipts)
             office = client.get_resource(SYNC_SOURCE, "office", "1")
-            out(f"   read back: office 1 is named {office.data.get('name')!r}\n")
+            out(f"   read back: office 1 is named {(office.data or {}).get('name')!r}\n")
 
             out("2. Bundle with virtual ids: the Registry generates the ids")
             answer = _expect(
