@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from emulator.app import EmulatorApp, create_app
 from emulator.config import EmulatorConfig
 from emulator.registry import Registry
 from emulator.server import serve_in_thread
+from tests.redis_server import free_port
 
 KEY = "integration-key"
 AUTH = {"X-Clinia-API-Key": KEY}
@@ -34,7 +39,8 @@ class Emulator:
     """A running emulator: its base URL, its app (for its context), and plain httpx clients."""
 
     url: str
-    app: EmulatorApp
+    app: EmulatorApp | None
+    """The in-process app, or None when the emulator runs as its own process."""
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A client that sends the Registry key; `timeout` and the rest as httpx takes them."""
@@ -64,3 +70,33 @@ def emulator() -> Iterator[Emulator]:
     app = create_app(Registry(EmulatorConfig(api_key=SecretStr(KEY))))
     with serve_in_thread(app) as server:
         yield Emulator(url=server.url, app=app)
+
+
+@contextlib.contextmanager
+def console_script_emulator() -> Iterator[str]:
+    """`clinia-ingest emulator` in a process of its own on a free loopback port; yields its URL."""
+    script = Path(sys.executable).with_name("clinia-ingest")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINIA_")}
+    env["CLINIA_API_KEY"] = KEY
+    process = subprocess.Popen(
+        [str(script), "emulator", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url) or process.poll() is not None, timeout_s=20)
+        assert process.poll() is None, "clinia-ingest emulator exited at start"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_emulator/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -4,13 +4,52 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from tests.integration.emulator.conftest import SOURCE, Emulator, seed, wait_for
+from emulator.app import create_app
+from emulator.config import EmulatorConfig
+from emulator.registry import Registry
+from emulator.server import serve_in_thread
+from tests.integration.emulator.conftest import (
+    KEY,
+    SOURCE,
+    Emulator,
+    console_script_emulator,
+    seed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
+
+
+BASELINE_CONFIG = {"mode": "sync", "legacy_bulk_status": False, "source_modes": {SOURCE: None}}
+"""Every switch a test here may turn, back to its default (a reset keeps the config)."""
+
+
+@pytest.fixture(scope="module", params=["serve_in_thread", "clinia-ingest emulator"])
+def served(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One emulator per module: in this process, and as users start it (the console script)."""
+    if request.param == "serve_in_thread":
+        app = create_app(Registry(EmulatorConfig(api_key=SecretStr(KEY))))
+        with serve_in_thread(app) as server:
+            yield server.url
+        return
+    with console_script_emulator() as url:
+        yield url
+
+
+@pytest.fixture
+def emulator(served: str) -> Emulator:
+    """The module's emulator, reset so every test starts from an empty Registry."""
+    running = Emulator(url=served, app=None)
+    running.admin("POST", "/reset")
+    running.admin("PATCH", "/config", json=BASELINE_CONFIG)
+    return running
+
 
 S = f"/sources/{SOURCE}/v1"
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
