@@ -1,0 +1,209 @@
+"""From events in publish order to operations and the order they must keep.
+
+One pass over the events applies the coalescing table per entity and records, between operations,
+the order each placement must respect (docs/coalescing.md, "Rules between entities"):
+
+- successive operations on one entity: strictly later bundle;
+- a relationship operation, then an operation on one of its ends published after it: strictly
+  later bundle (rule C);
+- a resource operation, then a relationship on it: same bundle or later (rule D; resource
+  operations run first inside a bundle);
+- a relationship event closes the open operations of both its ends (rule A), and a resource event
+  closes every open relationship operation on it (rule B): nothing merges across an event that
+  reads or writes what the open operation depends on;
+- an atomic batch is one unit, placed in one bundle, and its events never merge (rule E).
+
+The result is a list of units (one operation, or the operations of one atomic batch), each with its
+predecessors, in an order where every predecessor comes first. The placement is in `plan.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from api_client.models import Action, ErrorType
+from worker.domain.coalesce import CoalesceMode, Role, merged_action, pair_rule
+from worker.domain.events import ChangeEvent
+from worker.domain.keys import EntityKey, ResourceKey, key_of
+from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
+
+
+class PlanInputError(ValueError):
+    """Events the planner cannot take (mixed sources, a split or unorderable atomic batch)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What placement moves as one piece: one operation, or the operations of an atomic batch.
+
+    `preds` maps an earlier unit's index to whether this unit must go in a strictly later bundle
+    (True) or may share its bundle (False).
+    """
+
+    ops: tuple[PlannedOp, ...]
+    preds: tuple[tuple[int, bool], ...]
+    atomic_batch: str | None = None
+
+    @property
+    def expected_error(self) -> ErrorType | None:
+        """The error the table expects this single operation to meet (isolate it), if any."""
+        return self.ops[0].expected_error if len(self.ops) == 1 else None
+
+
+@dataclass
+class _Node:
+    key: EntityKey
+    action: Action
+    events: list[tuple[ChangeEvent, int]]
+    batch: str | None
+    closed: bool
+    expected_error: ErrorType | None = None
+    preds: dict[int, bool] = field(default_factory=dict)
+
+    def add_pred(self, node: int, *, strict: bool) -> None:
+        self.preds[node] = self.preds.get(node, False) or strict
+
+
+class _Builder:
+    def __init__(self, mode: CoalesceMode, no_merge: Collection[str]) -> None:
+        self.mode = mode
+        self.no_merge = no_merge
+        self.nodes: list[_Node] = []
+        self.last_node: dict[EntityKey, int] = {}
+        self.open_relationships: dict[ResourceKey, set[int]] = {}
+        self.relationships_since: dict[ResourceKey, list[int]] = {}
+
+    def add(self, event: ChangeEvent, position: int) -> None:
+        key = key_of(event)
+        previous = self.last_node.get(key)
+        merged: Action | None = None
+        mergeable = event.atomic_batch is None and event.event_id not in self.no_merge
+        if previous is not None and mergeable:
+            node = self.nodes[previous]
+            if not node.closed:
+                merged = merged_action(node.action, event.action, mode=self.mode)
+        if merged is not None and previous is not None:
+            current = previous
+            node = self.nodes[current]
+            node.events.append((event, position))
+            node.action = merged
+        else:
+            current = self._new_node(event, position, key, previous)
+        self._cross_entity(key, current)
+
+    def _new_node(
+        self, event: ChangeEvent, position: int, key: EntityKey, previous: int | None
+    ) -> int:
+        current = len(self.nodes)
+        node = _Node(
+            key=key,
+            action=event.action,
+            events=[(event, position)],
+            batch=event.atomic_batch,
+            closed=event.atomic_batch is not None or event.event_id in self.no_merge,
+        )
+        if previous is not None:
+            node.add_pred(previous, strict=True)
+            self.nodes[previous].closed = True
+            rule = pair_rule(self.nodes[previous].action, event.action)
+            node.expected_error = rule.expected_error
+        if isinstance(key, ResourceKey):
+            for relationship in self.relationships_since.pop(key, []):
+                node.add_pred(relationship, strict=True)
+        else:
+            for end in key.endpoints:
+                writer = self.last_node.get(end)
+                if writer is not None:
+                    node.add_pred(writer, strict=False)
+                self.relationships_since.setdefault(end, []).append(current)
+        self.nodes.append(node)
+        self.last_node[key] = current
+        return current
+
+    def _cross_entity(self, key: EntityKey, current: int) -> None:
+        if isinstance(key, ResourceKey):
+            for relationship in self.open_relationships.pop(key, set()):
+                self.nodes[relationship].closed = True
+            return
+        for end in key.endpoints:
+            if not self.nodes[current].closed:
+                self.open_relationships.setdefault(end, set()).add(current)
+            writer = self.last_node.get(end)
+            if writer is not None:
+                self.nodes[writer].closed = True
+
+
+def _op_of(node: _Node) -> PlannedOp:
+    last = len(node.events) - 1
+    events = tuple(
+        PlannedEvent(event, position, Role.CARRIER if i == last else Role.SUPERSEDED)
+        for i, (event, position) in enumerate(node.events)
+    )
+    return plan_op(events, node.action, node.expected_error)
+
+
+def _units(nodes: list[_Node]) -> tuple[Unit, ...]:
+    unit_of: list[int] = []
+    members: list[list[int]] = []
+    batch_unit: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.batch is not None and node.batch in batch_unit:
+            unit = batch_unit[node.batch]
+            if members[unit][-1] != index - 1:
+                raise PlanInputError(
+                    f"atomicBatch {node.batch}: its events are not contiguous in publish order"
+                )
+            members[unit].append(index)
+        else:
+            unit = len(members)
+            members.append([index])
+            if node.batch is not None:
+                batch_unit[node.batch] = unit
+        unit_of.append(unit)
+    units: list[Unit] = []
+    for unit, indices in enumerate(members):
+        preds: dict[int, bool] = {}
+        for index in indices:
+            for pred, strict in nodes[index].preds.items():
+                pred_unit = unit_of[pred]
+                if pred_unit == unit:
+                    if strict:
+                        raise PlanInputError(
+                            f"atomicBatch {nodes[index].batch}: two of its events must go in "
+                            "successive bundles (see check_atomic_batch)"
+                        )
+                    continue
+                preds[pred_unit] = preds.get(pred_unit, False) or strict
+        units.append(
+            Unit(
+                ops=tuple(_op_of(nodes[i]) for i in indices),
+                preds=tuple(sorted(preds.items())),
+                atomic_batch=nodes[indices[0]].batch,
+            )
+        )
+    return tuple(units)
+
+
+def build_units(
+    events: Sequence[ChangeEvent],
+    *,
+    mode: CoalesceMode = CoalesceMode.SUPERSEDE,
+    no_merge: Collection[str] = frozenset(),
+) -> tuple[Unit, ...]:
+    """Coalesce `events` (one source, publish order) into units with their ordering constraints.
+
+    Args:
+        events: resolved events of one source, in publish order (several groups may be merged).
+        mode: the coalescing mode.
+        no_merge: event ids that must travel alone (events unmerged after a refusal).
+
+    Raises:
+        PlanInputError: mixed sources, or an atomic batch that is split or cannot keep its order.
+    """
+    if len({event.source_key for event in events}) > 1:
+        raise PlanInputError("events: a plan covers one source (the bundle path names it)")
+    builder = _Builder(mode, no_merge)
+    for position, event in enumerate(events):
+        builder.add(event, position)
+    return _units(builder.nodes)

@@ -1,0 +1,270 @@
+"""From receipts to one outcome per event: what happened, and what to do next.
+
+Each event's fate comes from its own operation's receipt (never from the task's overall status):
+`coalesce.fates_for` reads APPLIED / COALESCED / FAILED / CANCELLED / UNMERGED / RETRY. Then the
+dependency closure of invariant 5 turns innocent-looking events into bound failures where the
+one-by-one application would have failed them too:
+
+- an atomic publish batch fails together: when one of its events FAILED, the others are FAILED,
+  bound to it;
+- a relationship to a resource whose CREATE failed is bound to it, when that is certain: the
+  resource's id was assigned by the worker at publish (it cannot have existed before) and the
+  CREATE did not fail with ALREADY_EXISTS. Elsewhere the relationship is resubmitted and meets
+  its own fate.
+
+A whole request refused without receipts (a 400 or 413 that names no operation) is bisected by
+`bisect_refused`, to a bounded depth, before anything is dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Final
+
+from api_client.models import Action, ErrorBody, ErrorType, Receipt
+from worker.domain.coalesce import Fate, fates_for
+from worker.domain.events import ChangeEvent, Target
+from worker.domain.keys import RelationshipKey, ResourceKey, key_of
+from worker.domain.ops import PlannedOp
+from worker.domain.plan import Plan
+from worker.domain.receipts import Answer, ReceiptMismatchError, Submission, aligned_receipts
+
+FINAL_FATES: Final = frozenset({Fate.APPLIED, Fate.COALESCED, Fate.FAILED})
+"""Fates that end an event's story; the others send it back to planning."""
+
+
+@dataclass(frozen=True)
+class OpRef:
+    """The operation that carries an event's fate: submission, target list, position in it."""
+
+    submission: int
+    target: Target
+    index: int
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """One event's outcome, linked to the operation that decided it."""
+
+    event_id: str
+    fate: Fate
+    op: OpRef | None = None
+    error: ErrorBody | None = None
+    bound_to: str | None = None
+    """The event whose failure this one shares (atomic batch, relationship to a failed create)."""
+    reason: str = ""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the event is done (recorded, or dead-lettered when FAILED)."""
+        return self.fate in FINAL_FATES
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The outcomes of one submission, and what must be planned again."""
+
+    outcomes: tuple[EventOutcome, ...]
+
+    @cached_property
+    def _by_event(self) -> dict[str, EventOutcome]:
+        return {outcome.event_id: outcome for outcome in self.outcomes}
+
+    def of(self, event_id: str) -> EventOutcome:
+        """The outcome of one event.
+
+        Raises:
+            KeyError: the event was not in this submission.
+        """
+        return self._by_event[event_id]
+
+    @property
+    def to_replan(self) -> tuple[str, ...]:
+        """Events to put back in their publish positions and plan again (rule F)."""
+        return tuple(o.event_id for o in self.outcomes if not o.is_final)
+
+    @property
+    def no_merge(self) -> frozenset[str]:
+        """Events that must travel alone from now on (their merged operation was refused)."""
+        return frozenset(o.event_id for o in self.outcomes if o.fate is Fate.UNMERGED)
+
+    @property
+    def failed(self) -> tuple[EventOutcome, ...]:
+        """Events to dead-letter, with their errors."""
+        return tuple(o for o in self.outcomes if o.fate is Fate.FAILED)
+
+
+def _op_refs(submission: Submission) -> list[tuple[PlannedOp, OpRef]]:
+    refs = [
+        (op, OpRef(submission.index, Target.RESOURCE, i))
+        for i, op in enumerate(submission.resource_ops)
+    ]
+    refs += [
+        (op, OpRef(submission.index, Target.RELATIONSHIP, i))
+        for i, op in enumerate(submission.relationship_ops)
+    ]
+    return refs
+
+
+def _read(op: PlannedOp, ref: OpRef, receipt: Receipt) -> list[EventOutcome]:
+    error_type = receipt.error.type if receipt.error is not None else None
+    try:
+        fates = fates_for([e.role for e in op.events], receipt.status, error_type)
+    except ValueError as exc:
+        raise ReceiptMismatchError(f"{op.key}: {exc} in a terminal answer") from exc
+    return [
+        EventOutcome(
+            event_id=planned.event_id,
+            fate=fate,
+            op=ref,
+            error=receipt.error if fate in (Fate.FAILED, Fate.UNMERGED, Fate.RETRY) else None,
+        )
+        for planned, fate in zip(op.events, fates, strict=True)
+    ]
+
+
+def _bound(outcome: EventOutcome, to: EventOutcome, reason: str) -> EventOutcome:
+    return EventOutcome(outcome.event_id, Fate.FAILED, outcome.op, to.error, to.event_id, reason)
+
+
+def _never_created(op: PlannedOp, outcome: EventOutcome) -> bool:
+    """A CREATE under a worker-assigned id that failed, so its resource certainly does not exist.
+
+    It failed on its own for a reason other than ALREADY_EXISTS, or it was bound to another
+    failure (it was never applied); the id was generated at publish, so nothing held it before.
+    """
+    return (
+        isinstance(op.key, ResourceKey)
+        and op.action is Action.CREATE
+        and len(op.events) == 1
+        and op.carrier.event.generated_id
+        and outcome.fate is Fate.FAILED
+        and (
+            outcome.bound_to is not None
+            or outcome.error is None
+            or outcome.error.type != ErrorType.ALREADY_EXISTS
+        )
+    )
+
+
+def _cause(
+    op: PlannedOp,
+    batch_failure: dict[str, EventOutcome],
+    failed_ends: dict[ResourceKey, EventOutcome],
+) -> tuple[EventOutcome, str] | None:
+    if op.atomic_batch is not None and op.atomic_batch in batch_failure:
+        cause = batch_failure[op.atomic_batch]
+        return cause, f"atomic batch {op.atomic_batch} failed with event {cause.event_id}"
+    if isinstance(op.key, RelationshipKey):
+        for end in op.key.endpoints:
+            if end in failed_ends:
+                cause = failed_ends[end]
+                return cause, f"its end {end} was never created (event {cause.event_id})"
+    return None
+
+
+def _close_dependencies(
+    ops: Sequence[PlannedOp], outcomes: dict[str, EventOutcome]
+) -> dict[str, EventOutcome]:
+    """Bind atomic batches and relationships to failed creates, until nothing changes.
+
+    Only events that are not already done are bound (an APPLIED event stays APPLIED).
+    """
+    changed = True
+    while changed:
+        changed = False
+        failed_ends = {
+            op.key: outcomes[op.carrier.event_id]
+            for op in ops
+            if isinstance(op.key, ResourceKey) and _never_created(op, outcomes[op.carrier.event_id])
+        }
+        batch_failure: dict[str, EventOutcome] = {}
+        for op in ops:
+            outcome = outcomes[op.carrier.event_id]
+            if op.atomic_batch is not None and outcome.fate is Fate.FAILED:
+                batch_failure.setdefault(op.atomic_batch, outcome)
+        for op in ops:
+            found = _cause(op, batch_failure, failed_ends)
+            if found is None:
+                continue
+            cause, reason = found
+            for planned in op.events:
+                current = outcomes[planned.event_id]
+                if not current.is_final:
+                    outcomes[planned.event_id] = _bound(current, cause, reason)
+                    changed = True
+    return outcomes
+
+
+def outcomes_from_receipts(submission: Submission, answer: Answer) -> Outcomes:
+    """One outcome per event of a submission, from its terminal answer.
+
+    Args:
+        submission: a `BundlePlan` or a `BulkPlan`, as sent.
+        answer: the synchronous `BundleReceipts`, a terminal `TaskState` fetched with receipts, or
+            a legacy `BulkRejected`.
+
+    Raises:
+        ReceiptMismatchError: the receipts do not match the operations sent (a contract error).
+        ValueError: the task is not terminal, or was fetched without receipts.
+    """
+    refs = _op_refs(submission)
+    receipts = aligned_receipts(submission, answer)
+    outcomes: dict[str, EventOutcome] = {}
+    for (op, ref), receipt in zip(refs, receipts, strict=True):
+        for outcome in _read(op, ref, receipt):
+            outcomes[outcome.event_id] = outcome
+    ops = [op for op, _ in refs]
+    closed = _close_dependencies(ops, outcomes)
+    return Outcomes(tuple(closed[e] for op in ops for e in op.event_ids))
+
+
+def outcomes_for_rejections(plan: Plan) -> Outcomes:
+    """FAILED outcomes for the events no bundle can carry (over the caps)."""
+    outcomes = [
+        EventOutcome(
+            event_id=planned.event_id,
+            fate=Fate.FAILED,
+            error=ErrorBody(code=413, type=rejection.error_type, message=rejection.reason),
+            reason="refused by the planner: " + rejection.reason,
+        )
+        for rejection in plan.rejected
+        for planned in rejection.events
+    ]
+    return Outcomes(tuple(outcomes))
+
+
+def bound_by_failed_creates(
+    failed: Iterable[ChangeEvent], later: Sequence[ChangeEvent]
+) -> dict[str, str]:
+    """Later relationship events bound to a failed worker-id CREATE of one of their ends.
+
+    For the events still buffered after a CREATE failed (not with ALREADY_EXISTS): a relationship
+    event on its end is bound to it, unless an event published in between writes that end (then
+    the relationship meets its own fate).
+
+    Args:
+        failed: the failed CREATE events.
+        later: events published after them, in publish order.
+
+    Returns:
+        event id -> the id of the failed CREATE it is bound to.
+    """
+    gone: dict[ResourceKey, str] = {}
+    for event in failed:
+        key = key_of(event)
+        if isinstance(key, ResourceKey) and event.action is Action.CREATE and event.generated_id:
+            gone[key] = event.event_id
+    bound: dict[str, str] = {}
+    for event in later:
+        key = key_of(event)
+        if isinstance(key, ResourceKey):
+            gone.pop(key, None)
+            continue
+        for end in key.endpoints:
+            if end in gone:
+                bound[event.event_id] = gone[end]
+                break
+    return bound

@@ -1,0 +1,283 @@
+"""Bundle planning: from buffered events to an ordered list of bundles the Registry will accept.
+
+`plan_bundles` takes the events of one or more groups of one source, in publish order, coalesces
+them (`ordering.build_units`), and places each unit in the earliest bundle that its predecessors
+allow and that has room: at most one operation per resource `(type, id)` and per relationship
+`(type, from, to)` in a bundle, resource operations before relationship operations, at most
+`max_operations` operations and `max_bytes` bytes of the exact body `dump_json` sends. An atomic
+batch is never split. Bundles are submitted in index order, each once the previous outcome is
+recorded (docs/coalescing.md, rule F). `validate_plan` (in `plan_check`) checks all of it before
+every submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from api_client.models import BundleRequest, ErrorType, dump_json
+from worker.domain.coalesce import CoalesceMode
+from worker.domain.events import ChangeEvent, Problem, Target
+from worker.domain.keys import EntityKey, key_of
+from worker.domain.ops import (
+    EMPTY_BUNDLE_BYTES,
+    PlannedEvent,
+    PlannedOp,
+    bundle_request,
+    relationship_ends,
+)
+from worker.domain.ordering import PlanInputError, Unit, build_units
+
+DEFAULT_MAX_BUNDLE_BYTES: Final = 500_000
+"""The documented 500 KB bundle limit, read as 500,000 bytes of the exact body."""
+
+
+class PlanError(ValueError):
+    """A plan that breaks a rule; it must never be submitted."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        shown = "; ".join(self.problems[:20])
+        more = f" (and {len(self.problems) - 20} more)" if len(self.problems) > 20 else ""
+        super().__init__(f"plan refused: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class PlanCaps:
+    """Limits of one bundle; no operation count is documented, so it is a setting."""
+
+    max_operations: int = 500
+    max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    isolate_expected_failures: bool = True
+    """Give an operation the table expects to fail a bundle of its own, so it cancels nobody."""
+
+    def __post_init__(self) -> None:
+        if self.max_operations < 1:
+            raise ValueError("PlanCaps.max_operations: must be at least 1")
+        if self.max_bytes <= EMPTY_BUNDLE_BYTES:
+            raise ValueError(f"PlanCaps.max_bytes: must be more than {EMPTY_BUNDLE_BYTES}")
+
+
+@dataclass(frozen=True)
+class BundlePlan:
+    """One bundle: the request to send and, per operation, the events bound to it."""
+
+    index: int
+    resource_ops: tuple[PlannedOp, ...]
+    relationship_ops: tuple[PlannedOp, ...]
+    request: BundleRequest
+    size_bytes: int
+    isolated: bool = False
+
+    @property
+    def ops(self) -> tuple[PlannedOp, ...]:
+        """Every operation, resources first, as the Registry runs them."""
+        return self.resource_ops + self.relationship_ops
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """Every event whose fate this bundle carries."""
+        return tuple(event_id for op in self.ops for event_id in op.event_ids)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Events that no bundle can carry (an operation or atomic batch over the caps)."""
+
+    events: tuple[PlannedEvent, ...]
+    reason: str
+    error_type: ErrorType = ErrorType.CONTENT_TOO_LARGE
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered list of bundles for one source, and the events no bundle can carry."""
+
+    source: str
+    mode: CoalesceMode
+    bundles: tuple[BundlePlan, ...]
+    rejected: tuple[Rejection, ...] = ()
+
+    @property
+    def ops(self) -> tuple[PlannedOp, ...]:
+        """Every operation of every bundle, in submission order."""
+        return tuple(op for bundle in self.bundles for op in bundle.ops)
+
+
+@dataclass
+class _Bin:
+    resource_ops: list[PlannedOp] = field(default_factory=list)
+    relationship_ops: list[PlannedOp] = field(default_factory=list)
+    size: int = EMPTY_BUNDLE_BYTES
+    isolated: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.resource_ops) + len(self.relationship_ops)
+
+    def added_bytes(self, ops: Sequence[PlannedOp]) -> int:
+        """Bytes `ops` would add: their own, plus one comma per operation after a list's first."""
+        total = 0
+        counts = {
+            Target.RESOURCE: len(self.resource_ops),
+            Target.RELATIONSHIP: len(self.relationship_ops),
+        }
+        for op in ops:
+            total += op.size_bytes + (1 if counts[op.target] else 0)
+            counts[op.target] += 1
+        return total
+
+    def fits(self, ops: Sequence[PlannedOp], caps: PlanCaps) -> bool:
+        if self.isolated:
+            return False
+        if self.count + len(ops) > caps.max_operations:
+            return False
+        return self.size + self.added_bytes(ops) <= caps.max_bytes
+
+    def add(self, ops: Sequence[PlannedOp]) -> None:
+        self.size += self.added_bytes(ops)
+        for op in ops:
+            kind = self.resource_ops if op.target is Target.RESOURCE else self.relationship_ops
+            kind.append(op)
+
+
+def _unit_reason(unit: Unit, caps: PlanCaps) -> str:
+    what = f"atomic batch {unit.atomic_batch}" if unit.atomic_batch else "the operation"
+    if len(unit.ops) > caps.max_operations:
+        count = len(unit.ops)
+        return f"{what} has {count} operations; a bundle holds at most {caps.max_operations}"
+    size = _Bin().size + _Bin().added_bytes(unit.ops)
+    return f"{what} needs a {size}-byte bundle; the limit is {caps.max_bytes} bytes"
+
+
+def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Rejection]]:
+    bins: list[_Bin] = []
+    bin_of: dict[int, int] = {}
+    rejected: list[Rejection] = []
+    for index, unit in enumerate(units):
+        if not _Bin().fits(unit.ops, caps):
+            events = tuple(e for op in unit.ops for e in op.events)
+            rejected.append(Rejection(events, _unit_reason(unit, caps)))
+            continue
+        floor = 0
+        for pred, strict in unit.preds:
+            if pred in bin_of:  # a rejected predecessor changes nothing in the Registry
+                floor = max(floor, bin_of[pred] + (1 if strict else 0))
+        isolate = caps.isolate_expected_failures and unit.expected_error is not None
+        chosen = None
+        if not isolate:
+            candidates = range(floor, len(bins))
+            chosen = next((b for b in candidates if bins[b].fits(unit.ops, caps)), None)
+        if chosen is None:
+            chosen = len(bins)
+            bins.append(_Bin())
+        bins[chosen].add(unit.ops)
+        bins[chosen].isolated = isolate
+        bin_of[index] = chosen
+    return bins, rejected
+
+
+def bundle_of_ops(index: int, ops: Sequence[PlannedOp], *, isolated: bool = False) -> BundlePlan:
+    """A bundle sending `ops` (resource operations first), measured with `dump_json`.
+
+    Used for the halves of a bisected bundle; check the result with `validate_plan`.
+    """
+    resource_ops = tuple(op for op in ops if op.target is Target.RESOURCE)
+    relationship_ops = tuple(op for op in ops if op.target is Target.RELATIONSHIP)
+    request = bundle_request(resource_ops, relationship_ops)
+    size = len(dump_json(request))
+    return BundlePlan(index, resource_ops, relationship_ops, request, size, isolated)
+
+
+def _bundle(index: int, bin_: _Bin, caps: PlanCaps) -> BundlePlan:
+    bundle = bundle_of_ops(index, bin_.resource_ops + bin_.relationship_ops, isolated=bin_.isolated)
+    if bundle.size_bytes != bin_.size or bundle.size_bytes > caps.max_bytes:
+        raise PlanError(
+            [
+                f"bundle {index}: counted {bin_.size} bytes but dump_json gives "
+                f"{bundle.size_bytes}; the serializer no longer writes compact JSON"
+            ]
+        )
+    return bundle
+
+
+def plan_bundles(
+    events: Sequence[ChangeEvent],
+    *,
+    caps: PlanCaps = PlanCaps(),
+    mode: CoalesceMode = CoalesceMode.SUPERSEDE,
+    no_merge: Collection[str] = frozenset(),
+) -> Plan:
+    """Plan the bundles that carry `events` (one source; one or more groups, in publish order).
+
+    Args:
+        events: resolved events in publish order; several groups' buffers may be merged here, so
+            that one bundle carries several groups where the caps allow.
+        caps: the bundle limits.
+        mode: the coalescing mode (docs/coalescing.md).
+        no_merge: event ids that must travel alone (unmerged after a refusal).
+
+    Returns:
+        The plan: bundles in submission order, and the events no bundle can carry.
+
+    Raises:
+        PlanInputError: mixed sources, repeated event ids, or a split atomic batch.
+    """
+    if not events:
+        raise PlanInputError("events: nothing to plan")
+    ids = [event.event_id for event in events]
+    if len(set(ids)) != len(ids):
+        raise PlanInputError("events: an event id appears twice (deduplicate at publish)")
+    units = build_units(events, mode=mode, no_merge=no_merge)
+    bins, rejected = _place(units, caps)
+    bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))
+    return Plan(events[0].source_key, mode, bundles, tuple(rejected))
+
+
+def check_atomic_batch(events: Sequence[ChangeEvent], caps: PlanCaps = PlanCaps()) -> list[Problem]:
+    """Why an atomic publish batch cannot travel as one bundle; empty when it can.
+
+    Checked at publish, so a batch that could never be sent is refused there with its reason:
+    two events on one entity (the unique-ID rule), a relationship event before an event on one of
+    its ends (in one bundle the resource would go first, against publish order), mixed sources,
+    or more operations or bytes than one bundle holds.
+    """
+    problems: list[Problem] = []
+    if len({event.source_key for event in events}) > 1:
+        return [Problem("sourceKey", "an atomic batch must stay within one source")]
+    seen: dict[EntityKey, int] = {}
+    ends_read: dict[EntityKey, int] = {}
+    for index, event in enumerate(events):
+        key = key_of(event)
+        if key in seen:
+            problems.append(
+                Problem(
+                    f"events[{index}]",
+                    f"writes the same entity as events[{seen[key]}]; one bundle takes one "
+                    "operation per entity",
+                )
+            )
+        seen.setdefault(key, index)
+        if key in ends_read:
+            problems.append(
+                Problem(
+                    f"events[{index}]",
+                    f"writes an end of the relationship at events[{ends_read[key]}]; put "
+                    "resource events before the relationships on them",
+                )
+            )
+        for end in relationship_ends(key):
+            ends_read.setdefault(end, index)
+    if problems:
+        return problems
+    batch_id = events[0].atomic_batch if events else None
+    solo = [e.model_copy(update={"atomic_batch": batch_id or "check"}) for e in events]
+    try:
+        units = build_units(solo, mode=CoalesceMode.STRICT)
+    except PlanInputError as exc:
+        return [Problem("atomicBatch", str(exc))]
+    for unit in units:
+        if not _Bin().fits(unit.ops, caps):
+            problems.append(Problem("atomicBatch", _unit_reason(unit, caps)))
+    return problems
