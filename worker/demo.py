@@ -114,38 +114,16 @@ def _show_receipts(out: Callable[[str], None], receipts: Iterable[Any]) -> None:
 
 
 def _seed_bundle() -> Any:
-    from api_client.models import (
-        BundleRequest,
-        EntityRef,
-        RelationshipOperation,
-        RelationshipPayload,
-        ResourceOperation,
-        ResourcePayload,
-    )
-
-    return BundleRequest(
-        resource_operations=[
-            ResourceOperation.for_upsert(
-                ResourcePayload(id="1", type="office", data={"name": "Clinic Name"})
-            ),
-            ResourceOperation.for_upsert(
-                ResourcePayload(id="2", type="provider", data={"name": "John Doe"})
-            ),
-        ],
-        relationship_operations=[
-            RelationshipOperation.for_upsert(
-                RelationshipPayload(
-                    type="provider-office",
-                    from_=EntityRef(id="1", type="office"),
-                    to=EntityRef(id="2", type="provider"),
-                    data={"description": "Works at"},
-                )
-            )
-        ],
-    )
+    """The bundle guide's example: UPSERTs of office 1, provider 2 and their relationship."""
+    return _office_and_provider("UPSERT", "1", "2", ("Clinic Name", "John Doe"))
 
 
 def _virtual_id_bundle() -> Any:
+    """The bundle guide's virtual-id example: CREATEs whose ids the Registry generates."""
+    return _office_and_provider("CREATE", "@rootId1", "@rootId2", ("Second Clinic", "Jane Roe"))
+
+
+def _office_and_provider(action: str, office: str, provider: str, names: tuple[str, str]) -> Any:
     from api_client.models import (
         BundleRequest,
         EntityRef,
@@ -155,21 +133,23 @@ def _virtual_id_bundle() -> Any:
         ResourcePayload,
     )
 
+    resource_op = (
+        ResourceOperation.for_create if action == "CREATE" else ResourceOperation.for_upsert
+    )
+    relationship_op = (
+        RelationshipOperation.for_create if action == "CREATE" else RelationshipOperation.for_upsert
+    )
     return BundleRequest(
         resource_operations=[
-            ResourceOperation.for_create(
-                ResourcePayload(id="@rootId1", type="office", data={"name": "Second Clinic"})
-            ),
-            ResourceOperation.for_create(
-                ResourcePayload(id="@rootId2", type="provider", data={"name": "Jane Roe"})
-            ),
+            resource_op(ResourcePayload(id=office, type="office", data={"name": names[0]})),
+            resource_op(ResourcePayload(id=provider, type="provider", data={"name": names[1]})),
         ],
         relationship_operations=[
-            RelationshipOperation.for_create(
+            relationship_op(
                 RelationshipPayload(
                     type="provider-office",
-                    from_=EntityRef(id="@rootId1", type="office"),
-                    to=EntityRef(id="@rootId2", type="provider"),
+                    from_=EntityRef(id=office, type="office"),
+                    to=EntityRef(id=provider, type="provider"),
                     data={"description": "Works at"},
                 )
             )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,18 +169,6 @@ class Harness:
         """Close every client built here (each closes its own transport)."""
         for client in self._clients:
             client.close()
-
-
-def wait_until(condition: Callable[[], Any], *, timeout_s: float = 5.0) -> Any:
-    """Poll `condition` until it is truthy; fail after `timeout_s` (for the server's own delays)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,8 @@ from tests.integration.client.conftest import (
     SOURCE,
     Harness,
     seed_bundle,
-    wait_until,
 )
+from tests.waiting import wait_for as wait_until
 
 pytestmark = pytest.mark.integration
 

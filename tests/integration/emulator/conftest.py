@@ -7,8 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from emulator.config import EmulatorConfig
 from emulator.registry import Registry
 from emulator.server import serve_in_thread
 from tests.redis_server import free_port
+from tests.waiting import wait_for
 
 KEY = "integration-key"
 AUTH = {"X-Clinia-API-Key": KEY}
@@ -51,18 +51,6 @@ class Emulator:
         answer = httpx.request(method, f"{self.url}/_emulator{path}", **kwargs)
         answer.raise_for_status()
         return None if answer.status_code == 204 else answer.json()
-
-
-def wait_for(condition: Callable[[], Any], *, timeout_s: float = 5.0) -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from tests.integration.emulator.conftest import (
     Emulator,
     console_script_emulator,
     seed,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from emulator.app import create_app
 from emulator.server import serve_in_thread
-from tests.integration.emulator.conftest import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

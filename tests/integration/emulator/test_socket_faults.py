@@ -8,7 +8,8 @@ import threading
 import httpx
 import pytest
 
-from tests.integration.emulator.conftest import SOURCE, Emulator, seed, wait_for
+from tests.integration.emulator.conftest import SOURCE, Emulator, seed
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
