@@ -1,4 +1,9 @@
-"""Session-wide fixtures: a private Redis server, and a clean environment for settings."""
+"""Session-wide test setup: hypothesis profiles, and a private Redis server.
+
+Hypothesis: `ci` (derandomized, bounded) under CI=true, `dev` (random, more examples) otherwise;
+`HYPOTHESIS_PROFILE=<name>` picks one explicitly. Registered here, before any test module is
+collected, so every property test runs under the same profile whatever the collection order.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,45 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from tests.redis_server import RedisServer
+
+CI_EXAMPLES: Final = 200
+DEV_EXAMPLES: Final = 400
+
+_SLOW_DRAWS: Final = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=CI_EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_DRAWS,
+)
+settings.register_profile(
+    "dev",
+    max_examples=DEV_EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_DRAWS,
+)
+
+
+def _hypothesis_profile() -> str:
+    chosen = os.environ.get("HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    return "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+
+
+settings.load_profile(_hypothesis_profile())
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -1,0 +1,1 @@
+"""Property tests of the pure core against the emulator's pure state model."""
