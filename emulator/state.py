@@ -297,6 +297,15 @@ class SourceState:
         }
 
     def _meta(self, given: dict[str, Any] | None, existing: JSON | None) -> JSON:
+        """The stored meta of a write; what a write that names no `createdAt` keeps is a choice.
+
+        The documentation says only that meta is accepted on CREATE and UPSERT. A write that names
+        no `createdAt` keeps the stored record's (now for a new record): a creation time that
+        survives updates is the more likely real behaviour, and the stricter case for a client,
+        which must not assume an UPSERT replaces meta in full (docs/coalescing.md, "Meta").
+        `updatedAt` is the given one or now; `identifier` is the given one or none (replaced in
+        full); `source` is always the source key. See docs/emulator.md, section 4.
+        """
         now = format_time(self.clock())
         given = given or {}
         created = given.get("createdAt") or (existing["meta"]["createdAt"] if existing else now)

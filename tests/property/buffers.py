@@ -27,17 +27,14 @@ Buffers = dict[str, list[ChangeEvent]]
 def calls_of(events: Sequence[ChangeEvent], cuts: Sequence[bool]) -> list[list[ChangeEvent]]:
     """Publish calls: consecutive units, a new call wherever `cuts` says.
 
-    An atomic batch is published in a call of its own: `place_events` does not yet see events
-    earlier in the same call when it places a batch (the xfail test in test_grouping.py).
+    An atomic batch is never cut, and shares its call with whatever events come before and after
+    it there, so a batch is placed with the call's earlier events already counted as pending.
     """
     calls: list[list[ChangeEvent]] = [[]]
-    after_batch = False
     for unit, cut in zip(units(events), cuts, strict=False):
-        batch = unit[0].atomic_batch is not None
-        if (cut or batch or after_batch) and calls[-1]:
+        if cut and calls[-1]:
             calls.append([])
         calls[-1].extend(unit)
-        after_batch = batch
     return [call for call in calls if call]
 
 

@@ -24,7 +24,7 @@ def cases(
     draw: Draw,
     *,
     invalid: bool = True,
-    meta_always: bool = True,
+    meta_always: bool = False,
     operations: tuple[int, ...] = (1, 2, 3, 5, 500),
     min_steps: int = 1,
 ) -> Case:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -91,14 +90,6 @@ def _upsert(event_id: str, type_: str, id_: str, batch: str | None = None) -> di
     return raw
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "place_events decides an atomic batch's buffer before placing the call's earlier "
-        "events, so an entity written earlier in the same call is not seen as pending: the "
-        "batch goes to its first event's group and the entity ends up in two buffers"
-    ),
-)
 def test_place_events_counts_earlier_events_of_the_call_as_pending_for_a_batch() -> None:
     call = publish(
         [

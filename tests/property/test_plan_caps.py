@@ -8,7 +8,6 @@ are rejected: each event is carried by one operation or rejected, never both, ne
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -85,17 +84,9 @@ TOO_BIG_BETWEEN = Scenario(
     ),
     invalid=frozenset(),
 )
-"""DELETE o1, a CREATE o1 too big for any bundle, DELETE o1: the two DELETEs share bundle 0."""
+"""DELETE o1, a CREATE o1 too big for any bundle, DELETE o1: the DELETEs need two bundles."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "plan._place skips a rejected predecessor when computing a unit's earliest bundle, so "
-        "the next operation on the entity loses the order it owed to the operation before the "
-        "rejected one: two operations on one id in a bundle, or a later one in an earlier bundle"
-    ),
-)
 @example(
     scenario=TOO_BIG_BETWEEN,
     mode=CoalesceMode.SUPERSEDE,

@@ -29,7 +29,7 @@ from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import EntityKey
 from worker.domain.ops import PlannedOp
-from worker.domain.ordering import PlanInputError, build_units
+from worker.domain.ordering import PlanInputError, earliest_slot, unmerge_unfit
 from worker.domain.plan import PlanError, Rejection
 from worker.domain.plan_check import op_problems, order_problems
 
@@ -133,15 +133,20 @@ def plan_bulk(
         raise PlanInputError("events: an event id appears twice (deduplicate at publish)")
     requests: list[_Request] = []
     request_of: dict[int, int] = {}
+    floor_of: dict[int, int] = {}
     rejected: list[Rejection] = []
-    for index, unit in enumerate(build_units(events, mode=mode, no_merge=no_merge)):
+    units = unmerge_unfit(
+        events, mode=mode, no_merge=no_merge, fits=lambda op: _Request(op.target).fits(op, caps)
+    )
+    for index, unit in enumerate(units):
         (op,) = unit.ops
+        floor = earliest_slot([(p, True) for p, _ in unit.preds], request_of, floor_of)
         if not _Request(op.target).fits(op, caps):
             needed = EMPTY_BULK_BYTES + op.size_bytes
             reason = f"the operation needs {needed} bytes; the limit is {caps.max_bytes}"
             rejected.append(Rejection(op.events, reason))
+            floor_of[index] = floor
             continue
-        floor = max((request_of[p] + 1 for p, _ in unit.preds if p in request_of), default=0)
         chosen = next(
             (
                 r

@@ -17,6 +17,9 @@ The shape of the argument, in short:
   operation is atomic on its own), so the state is exactly the state before its first event. Its
   events are then UNMERGED: re-planned one operation each, in order, which is the one-by-one
   application itself. Whatever made the merged operation fail, each event then meets its own fate.
+- The table speaks of actions; one rule on payloads cuts a MERGE short: a CREATE or UPSERT never
+  supersedes an event that names meta it does not name itself (`meta_carried`), since the
+  Registry may keep a stored createdAt where a write names none.
 - One exception is chosen and documented, in `CoalesceMode.SUPERSEDE` only: the Registry never
   judges a superseded event's own payload, so a superseded event whose payload alone would have
   been refused is reported COALESCED. `CoalesceMode.STRICT` merges nothing and has no exception.
@@ -24,10 +27,10 @@ The shape of the argument, in short:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from api_client.models import Action, ErrorType, ReceiptStatus
 
@@ -130,6 +133,22 @@ def merged_action(pending: Action, new: Action, *, mode: CoalesceMode) -> Action
         return None
     rule = RULES[(pending, new)]
     return rule.sent if rule.decision is Decision.MERGE else None
+
+
+def meta_carried(
+    superseded: Iterable[Mapping[str, Any] | None], carrier: Mapping[str, Any] | None
+) -> bool:
+    """Whether a carrier names every meta field its superseded events name, so merging is safe.
+
+    The table assumes a write replaces `meta` in full, which the documentation does not promise:
+    a Registry that keeps a stored `createdAt` when a write names none (as the emulator does)
+    would keep, one by one, a time that only a superseded event named, while the merged operation
+    never sends it. A write that would leave such a field behind therefore starts a new operation
+    (docs/coalescing.md, "Meta"). A DELETE carrier removes the record, meta and all; this check
+    is for CREATE and UPSERT carriers.
+    """
+    carried = set(carrier or ())
+    return all(set(meta or ()) <= carried for meta in superseded)
 
 
 @dataclass(frozen=True)

@@ -85,37 +85,43 @@ def place_events(
     """Place a publish batch in order, one result per event.
 
     Events earlier in the batch count as pending for later ones, so two events on one entity
-    always share a buffer. The events of one atomic batch share one buffer: the one that holds any
-    of their entities, else the group its first event names; when their entities are pending in
-    two or more buffers, every event of the batch gets a `GroupConflict`.
+    always share a buffer. The events of one atomic batch share one buffer, decided when its first
+    event is reached (so the events placed before it in this call count as pending): the one that
+    holds any of their entities, else the group its first event names; when their entities are
+    pending in two or more buffers, every event of the batch gets a `GroupConflict`.
     """
     placed: dict[EntityKey, str] = {}
 
     def pending(key: EntityKey) -> str | None:
         return placed.get(key, pending_group_of(key))
 
-    batches: dict[str, list[ChangeEvent]] = {}
+    members_of: dict[str, list[ChangeEvent]] = {}
     for event in events:
         if event.atomic_batch is not None:
-            batches.setdefault(event.atomic_batch, []).append(event)
+            members_of.setdefault(event.atomic_batch, []).append(event)
     batch_groups: dict[str, Placement | GroupConflict] = {}
-    for batch_id, members in batches.items():
+
+    def batch_placement(batch_id: str) -> Placement | GroupConflict:
+        members = members_of[batch_id]
         holders = sorted({g for g in (pending(key_of(e)) for e in members) if g is not None})
         if len(holders) > 1:
-            batch_groups[batch_id] = GroupConflict(tuple(holders))
-            continue
+            return GroupConflict(tuple(holders))
         named = named_group(members[0], group_of)
-        batch_groups[batch_id] = Placement(holders[0] if holders else named, named)
+        group = holders[0] if holders else named
+        for member in members:  # the whole batch is pending there from now on
+            placed[key_of(member)] = group
+        return Placement(group, named)
 
     results: list[Placement | GroupConflict] = []
     for event in events:
         key = key_of(event)
         result: Placement | GroupConflict
         if event.atomic_batch is not None:
-            batch = batch_groups[event.atomic_batch]
-            result = batch
-            if isinstance(batch, Placement):
-                result = Placement(batch.group, named_group(event, group_of))
+            if event.atomic_batch not in batch_groups:
+                batch_groups[event.atomic_batch] = batch_placement(event.atomic_batch)
+            result = batch_groups[event.atomic_batch]
+            if isinstance(result, Placement):
+                result = Placement(result.group, named_group(event, group_of))
         else:
             result = place_event(event, pending_group=pending(key), group_of=group_of)
         if isinstance(result, Placement):

@@ -11,7 +11,9 @@ the order each placement must respect (docs/coalescing.md, "Rules between entiti
 - a relationship event closes the open operations of both its ends (rule A), and a resource event
   closes every open relationship operation on it (rule B): nothing merges across an event that
   reads or writes what the open operation depends on;
-- an atomic batch is one unit, placed in one bundle, and its events never merge (rule E).
+- an atomic batch is one unit, placed in one bundle, and its events never merge (rule E);
+- a CREATE or UPSERT never supersedes an event that names meta it does not name itself
+  (`coalesce.meta_carried`): a Registry that keeps a stored `createdAt` would keep it one by one.
 
 The result is a list of units (one operation, or the operations of one atomic batch), each with its
 predecessors, in an order where every predecessor comes first. The placement is in `plan.py`.
@@ -19,11 +21,11 @@ predecessors, in an order where every predecessor comes first. The placement is 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from api_client.models import Action, ErrorType
-from worker.domain.coalesce import CoalesceMode, Role, merged_action, pair_rule
+from worker.domain.coalesce import CoalesceMode, Role, merged_action, meta_carried, pair_rule
 from worker.domain.events import ChangeEvent
 from worker.domain.keys import EntityKey, ResourceKey, key_of
 from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
@@ -83,6 +85,10 @@ class _Builder:
             node = self.nodes[previous]
             if not node.closed:
                 merged = merged_action(node.action, event.action, mode=self.mode)
+            if event.action is not Action.DELETE and not meta_carried(
+                (earlier.meta for earlier, _ in node.events), event.meta
+            ):
+                merged = None  # a superseded event's meta would be lost (docs/coalescing.md)
         if merged is not None and previous is not None:
             current = previous
             node = self.nodes[current]
@@ -207,3 +213,58 @@ def build_units(
     for position, event in enumerate(events):
         builder.add(event, position)
     return _units(builder.nodes)
+
+
+def unmerge_unfit(
+    events: Sequence[ChangeEvent],
+    *,
+    mode: CoalesceMode,
+    no_merge: Collection[str],
+    fits: Callable[[PlannedOp], bool],
+) -> tuple[Unit, ...]:
+    """`build_units`, with every merged operation that `fits` refuses unmerged into its events.
+
+    An operation no bundle can carry is refused by the planner, which is a refusal like any other:
+    a merged one would refuse events that alone might fit (a small CREATE merged with a large
+    UPSERT), so its events are planned alone instead, as UNMERGED events are after a refusal
+    (docs/coalescing.md). Only the events that are too large themselves are then refused.
+    """
+    unmerged = set(no_merge)
+    while True:
+        units = build_units(events, mode=mode, no_merge=unmerged)
+        unfit = {
+            event_id
+            for unit in units
+            if unit.atomic_batch is None
+            for op in unit.ops
+            if len(op.events) > 1 and not fits(op)
+            for event_id in op.event_ids
+        }
+        if not unfit:
+            return units
+        unmerged |= unfit
+
+
+def earliest_slot(
+    preds: Sequence[tuple[int, bool]], placed: Mapping[int, int], floor_of: Mapping[int, int]
+) -> int:
+    """The first bundle (or bulk request) a unit may go in, given where its predecessors went.
+
+    A placed predecessor holds the unit to its own slot (or the next one, when strict). A rejected
+    predecessor is in no slot and changes nothing in the Registry, yet it stands between the unit
+    and its own predecessors: the unit inherits the earliest slot the rejected one would have
+    needed (`floor_of`), so an operation after a rejected one still goes after everything the
+    rejected one had to follow.
+
+    Args:
+        preds: the unit's predecessors (unit index, strictly later), as `Unit.preds` gives them.
+        placed: unit index -> slot, for the units placed so far.
+        floor_of: unit index -> the slot it would have needed, for the units rejected so far.
+    """
+    floor = 0
+    for pred, strict in preds:
+        if pred in placed:
+            floor = max(floor, placed[pred] + (1 if strict else 0))
+        else:
+            floor = max(floor, floor_of[pred])
+    return floor

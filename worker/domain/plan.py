@@ -5,7 +5,10 @@ them (`ordering.build_units`), and places each unit in the earliest bundle that 
 allow and that has room: at most one operation per resource `(type, id)` and per relationship
 `(type, from, to)` in a bundle, resource operations before relationship operations, at most
 `max_operations` operations and `max_bytes` bytes of the exact body `dump_json` sends. An atomic
-batch is never split. Bundles are submitted in index order, each once the previous outcome is
+batch is never split. A unit no bundle can carry is rejected (a merged operation over the caps is
+first unmerged, `ordering.unmerge_unfit`, so that only the events too large themselves are
+refused); what follows it on the same entities still goes after everything before it
+(`ordering.earliest_slot`). Bundles are submitted in index order, each once the previous outcome is
 recorded (docs/coalescing.md, rule F). `validate_plan` (in `plan_check`) checks all of it before
 every submission.
 """
@@ -27,7 +30,7 @@ from worker.domain.ops import (
     bundle_request,
     relationship_ends,
 )
-from worker.domain.ordering import PlanInputError, Unit, build_units
+from worker.domain.ordering import PlanInputError, Unit, build_units, earliest_slot, unmerge_unfit
 
 DEFAULT_MAX_BUNDLE_BYTES: Final = 500_000
 """The documented 500 KB bundle limit, read as 500,000 bytes of the exact body."""
@@ -154,16 +157,15 @@ def _unit_reason(unit: Unit, caps: PlanCaps) -> str:
 def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Rejection]]:
     bins: list[_Bin] = []
     bin_of: dict[int, int] = {}
+    floor_of: dict[int, int] = {}
     rejected: list[Rejection] = []
     for index, unit in enumerate(units):
+        floor = earliest_slot(unit.preds, bin_of, floor_of)
         if not _Bin().fits(unit.ops, caps):
             events = tuple(e for op in unit.ops for e in op.events)
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
+            floor_of[index] = floor
             continue
-        floor = 0
-        for pred, strict in unit.preds:
-            if pred in bin_of:  # a rejected predecessor changes nothing in the Registry
-                floor = max(floor, bin_of[pred] + (1 if strict else 0))
         isolate = caps.isolate_expected_failures and unit.expected_error is not None
         chosen = None
         if not isolate:
@@ -229,7 +231,9 @@ def plan_bundles(
     ids = [event.event_id for event in events]
     if len(set(ids)) != len(ids):
         raise PlanInputError("events: an event id appears twice (deduplicate at publish)")
-    units = build_units(events, mode=mode, no_merge=no_merge)
+    units = unmerge_unfit(
+        events, mode=mode, no_merge=no_merge, fits=lambda op: _Bin().fits((op,), caps)
+    )
     bins, rejected = _place(units, caps)
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))
     return Plan(events[0].source_key, mode, bundles, tuple(rejected))

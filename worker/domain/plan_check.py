@@ -7,7 +7,8 @@ planner bug (or a hand-made plan) cannot pass by agreeing with itself:
   count and on the bytes `dump_json` gives for the whole request, and a request that holds exactly
   the planned operations, resources first;
 - every operation: built from its carrier event under the action the coalescing table gives for
-  its events (one event each in STRICT mode), roles in order, every event on the operation's key;
+  its events (one event each in STRICT mode), roles in order, every event on the operation's key,
+  and a CREATE or UPSERT carrier naming every meta field its superseded events name;
 - every event: in one operation at most, once;
 - order: operations on one entity in successive bundles, in publish order; relationship and
   endpoint operations as rules A to D of docs/coalescing.md require; an atomic batch whole, in one
@@ -20,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 
-from api_client.models import dump_json
-from worker.domain.coalesce import CoalesceMode, Role, coalesce_actions
+from api_client.models import Action, dump_json
+from worker.domain.coalesce import CoalesceMode, Role, coalesce_actions, meta_carried
 from worker.domain.keys import EntityKey, RelationshipKey, key_of
 from worker.domain.ops import PlannedOp, build_operation, bundle_request
 from worker.domain.plan import Plan, PlanCaps, PlanError
@@ -82,6 +83,9 @@ def op_problems(source: str, mode: CoalesceMode, op: PlannedOp, where: str) -> I
     segments = coalesce_actions([e.action for e in op.events], mode=mode)
     if len(segments) != 1 or segments[0].action is not op.action:
         yield f"{where}: the coalescing table does not merge these events into {op.action}"
+    superseded = [e.event.meta for e in op.events[:-1]]
+    if op.action is not Action.DELETE and not meta_carried(superseded, op.carrier.event.meta):
+        yield f"{where}: a superseded event names meta its carrier does not (it would be lost)"
     if len(op.events) > 1 and any(e.event.atomic_batch for e in op.events):
         yield f"{where}: an atomic batch event is merged with another event"
     if build_operation(op.carrier.event, op.action) != op.operation:

@@ -84,6 +84,27 @@ def test_plan_bulk_rejects_an_operation_over_the_byte_cap():
     assert "limit is 200" in plan.rejected[0].reason
 
 
+def test_plan_bulk_keeps_an_operation_after_a_rejected_one_after_what_came_before():
+    first, big, last = (
+        res(D, "office", "o1"),
+        res(C, "office", "o1", data={"name": "x" * 300}),
+        res(D, "office", "o1"),
+    )
+    plan = planned([first, big, last], BulkCaps(max_bytes=200))
+    assert [e.event_id for r in plan.rejected for e in r.events] == [big.event_id]
+    assert [(r.index, op.event_ids) for r in plan.requests for op in r.ops] == [
+        (0, (first.event_id,)),
+        (1, (last.event_id,)),
+    ]
+
+
+def test_plan_bulk_unmerges_a_merged_operation_over_the_byte_cap():
+    create, big = res(C, "office", "o1"), res(U, "office", "o1", data={"name": "x" * 300})
+    plan = planned([create, big], BulkCaps(max_bytes=200))
+    assert [e.event_id for r in plan.rejected for e in r.events] == [big.event_id]
+    assert [op.event_ids for r in plan.requests for op in r.ops] == [(create.event_id,)]
+
+
 @pytest.mark.parametrize(
     ("events", "match"),
     [

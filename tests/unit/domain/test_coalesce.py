@@ -27,6 +27,7 @@ from worker.domain.coalesce import (
     fates_for,
     is_transient,
     merged_action,
+    meta_carried,
     pair_rule,
 )
 
@@ -335,6 +336,23 @@ def test_fates_for_refuses_a_receipt_that_is_not_terminal(status):
 def test_is_transient_never_retries_a_data_error():
     assert not is_transient(ErrorType.ALREADY_EXISTS)
     assert is_transient(ErrorType.UNAVAILABLE)
+
+
+@pytest.mark.parametrize(
+    ("superseded", "carrier", "carried"),
+    [
+        ([None, {}], None, True),
+        ([{"createdAt": "t"}], {"createdAt": "u", "updatedAt": "v"}, True),
+        ([{"createdAt": "t"}], None, False),
+        ([None, {"createdAt": "t", "updatedAt": "v"}], {"createdAt": "u"}, False),
+        ([{"identifier": []}], {"createdAt": "u"}, False),
+    ],
+    ids=["none", "carrier-names-more", "dropped", "updated-at-dropped", "identifier-dropped"],
+)
+def test_meta_carried_only_when_the_carrier_names_every_superseded_field(
+    superseded, carrier, carried
+):
+    assert meta_carried(superseded, carrier) is carried
 
 
 def test_coalesce_doc_names_an_existing_test_for_every_row():

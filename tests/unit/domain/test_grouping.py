@@ -125,3 +125,41 @@ def test_touched_resources_include_both_ends_of_a_relationship():
         ResourceKey("src", "office", "o1"),
         ResourceKey("src", "p", "2"),
     }
+
+
+def test_place_events_counts_earlier_events_of_the_call_as_pending_for_a_batch():
+    before = res("UPSERT", "provider", "p1")
+    batch = [
+        res("UPSERT", "office", "o1", atomicBatch="b1"),
+        res("UPSERT", "provider", "p1", atomicBatch="b1"),
+    ]
+    placements = place_events([before, *batch], pending_group_of=lambda key: None)
+    assert placements == (
+        Placement(group="provider:p1", named="provider:p1"),
+        Placement(group="provider:p1", named="office:o1"),
+        Placement(group="provider:p1", named="provider:p1"),
+    )
+
+
+def test_place_events_refuses_a_batch_whose_entities_the_call_already_spread_over_buffers():
+    earlier = [res("UPSERT", "provider", "p1", group="g1"), res("UPSERT", "office", "o1")]
+    batch = [
+        res("UPSERT", "office", "o1", atomicBatch="b1"),
+        res("UPSERT", "provider", "p1", atomicBatch="b1"),
+    ]
+    after = res("UPSERT", "office", "o1", group="g9")
+    placements = place_events([*earlier, *batch, after], pending_group_of=lambda key: None)
+    conflict = GroupConflict(("g1", "office:o1"))
+    assert placements[2:4] == (conflict, conflict)
+    assert placements[4] == Placement(group="office:o1", named="g9")
+
+
+def test_place_events_lets_later_events_of_the_call_join_the_batch_buffer():
+    batch = [
+        res("UPSERT", "office", "o1", atomicBatch="b1"),
+        res("UPSERT", "provider", "p1", atomicBatch="b1"),
+    ]
+    after = res("UPSERT", "provider", "p1", group="elsewhere")
+    held: dict[EntityKey, str] = {key_of(batch[0]): "held"}
+    placements = place_events([*batch, after], pending_group_of=held.get)
+    assert [p.group for p in placements if isinstance(p, Placement)] == ["held"] * 3

@@ -305,3 +305,106 @@ def test_plan_caps_refuse_nonsense():
         PlanCaps(max_operations=0)
     with pytest.raises(ValueError, match="max_bytes"):
         PlanCaps(max_bytes=10)
+
+
+def test_plan_bundles_keeps_an_operation_after_a_rejected_one_after_what_came_before():
+    first, big, last = (
+        res(D, "office", "o1"),
+        res(C, "office", "o1", data={"name": "x" * 300}),
+        res(D, "office", "o1"),
+    )
+    plan = planned([first, big, last], PlanCaps(max_bytes=300))
+    (rejection,) = plan.rejected
+    assert [e.event_id for e in rejection.events] == [big.event_id]
+    assert [op.event_ids for b in plan.bundles for op in b.ops] == [
+        (first.event_id,),
+        (last.event_id,),
+    ]
+    assert bundle_of(plan, OFFICE, 0) == 0
+    assert bundle_of(plan, OFFICE, 1) == 1
+
+
+def test_plan_bundles_carries_order_through_a_rejected_operation_to_its_own_predecessors():
+    o2 = ResourceKey("src", "office", "o2")
+    events = [
+        res(U, "office", "o1"),
+        res(C, "office", "o2"),
+        res(D, "office", "o2"),
+        res(C, "office", "o2", data={"name": "x" * 300}),
+        res(D, "office", "o2"),
+    ]
+    plan = planned(events, PlanCaps(max_bytes=300))
+    assert [e.event_id for r in plan.rejected for e in r.events] == [events[3].event_id]
+    on_o2 = [(b.index, op.event_ids) for b in plan.bundles for op in b.ops if op.key == o2]
+    assert on_o2 == [
+        (0, (events[1].event_id,)),
+        (1, (events[2].event_id,)),
+        (2, (events[4].event_id,)),
+    ]
+
+
+def test_plan_bundles_unmerges_a_merged_operation_no_bundle_can_carry():
+    create, big, delete = (
+        res(C, "office", "o1"),
+        res(U, "office", "o1", data={"name": "x" * 300}),
+        res(D, "office", "o1"),
+    )
+    plan = planned([create, big, delete], PlanCaps(max_bytes=300))
+    assert [e.event_id for r in plan.rejected for e in r.events] == [big.event_id]
+    assert [(b.index, op.event_ids) for b in plan.bundles for op in b.ops] == [
+        (0, (create.event_id,)),
+        (1, (delete.event_id,)),
+    ]
+
+
+CREATED = {"createdAt": "2020-01-01T00:00:00Z"}
+UPDATED = {"createdAt": "2020-01-01T00:00:00Z", "updatedAt": "2021-01-01T00:00:00Z"}
+IDENTIFIED = {"identifier": [{"system": "https://ids.test/npi", "value": "1"}]}
+
+
+@pytest.mark.parametrize(
+    ("first", "first_meta", "then", "then_meta"),
+    [
+        (C, CREATED, U, None),
+        (U, CREATED, U, None),
+        (U, UPDATED, U, CREATED),
+        (U, IDENTIFIED, U, CREATED),
+    ],
+    ids=["create-then-upsert", "upsert-then-upsert", "updated-at-dropped", "identifier-dropped"],
+)
+def test_plan_bundles_never_merges_away_meta_only_a_superseded_event_names(
+    first, first_meta, then, then_meta
+):
+    events = [
+        res(first, "office", "o1", meta=first_meta),
+        res(then, "office", "o1", **({"meta": then_meta} if then_meta else {})),
+    ]
+    plan = planned(events)
+    assert [(b.index, op.event_ids) for b in plan.bundles for op in b.ops] == [
+        (0, (events[0].event_id,)),
+        (1, (events[1].event_id,)),
+    ]
+
+
+def test_plan_bundles_never_merges_away_meta_of_a_relationship():
+    events = [link(C, meta=CREATED), link(U)]
+    plan = planned(events)
+    assert [len(op.events) for op in plan.ops] == [1, 1]
+    assert bundle_of(plan, WORKS_AT, 0) < bundle_of(plan, WORKS_AT, 1)
+
+
+@pytest.mark.parametrize(
+    ("first_meta", "then", "then_meta"),
+    [(CREATED, U, UPDATED), (None, U, CREATED), (UPDATED, D, None)],
+    ids=["carrier-names-more", "superseded-names-none", "delete-carrier"],
+)
+def test_plan_bundles_merges_when_the_carrier_names_all_superseded_meta(
+    first_meta, then, then_meta
+):
+    events = [
+        res(U, "office", "o1", **({"meta": first_meta} if first_meta else {})),
+        res(then, "office", "o1", **({"meta": then_meta} if then_meta else {})),
+    ]
+    (op,) = planned(events).ops
+    assert op.event_ids == (events[0].event_id, events[1].event_id)
+    assert op.action is then

@@ -108,6 +108,17 @@ def test_validate_plan_refuses_a_merge_the_table_does_not_allow():
     assert "does not merge these events into DELETE" in message
 
 
+CREATED = {"createdAt": "2020-01-01T00:00:00Z"}
+
+
+def test_validate_plan_refuses_a_merge_that_drops_meta_only_a_superseded_event_names():
+    a, b = res(C, "office", "o1", meta=CREATED), res(U, "office", "o1")
+    message = refused(plan_of(bundle(0, op_of([(a, 0), (b, 1)], C))))
+    assert "a superseded event names meta its carrier does not" in message
+    upsert, delete = res(U, "office", "o1", meta=CREATED), res(D, "office", "o1")
+    validate_plan(plan_of(bundle(0, op_of([(upsert, 0), (delete, 1)]))), CAPS)
+
+
 def test_validate_plan_refuses_any_merge_in_strict_mode():
     a, b = res(U, "office", "o1"), res(U, "office", "o1")
     message = refused(plan_of(bundle(0, op_of([(a, 0), (b, 1)])), mode=CoalesceMode.STRICT))
