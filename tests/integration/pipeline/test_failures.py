@@ -1,0 +1,151 @@
+"""A client error during submit or poll never loses an event or corrupts a record.
+
+Certainly-not-processed answers (429, 503, 401) release the bundle and it is submitted again;
+maybe-applied answers (502 after applying, a dropped connection) and refusals without receipts
+park it for the failure handling, its locks held and its events counted in flight; a worker that
+dies leaves a record that recovery picks up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from worker.pipeline import flush, run_due
+from worker.results import backlog, event_status
+from worker.store.keys import SourceKeys
+
+from .checks import check_against_oracle
+from .conftest import SOURCE, Harness, HarnessFactory
+
+pytestmark = pytest.mark.integration
+
+
+def offices(*ids: str) -> list[dict[str, Any]]:
+    return [
+        {"eventId": f"ev-{i}", "sourceKey": SOURCE, "target": "resource", "action": "UPSERT",
+         "type": "office", "id": i, "data": {"name": f"Office {i}"}}
+        for i in ids
+    ]  # fmt: skip
+
+
+def run_until(harness: Harness, condition, deadline_s: float = 10.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, backlog(harness.deps).to_dict()
+        if run_due(harness.deps).idle:
+            time.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    "effect",
+    [
+        {"kind": "status", "status": 429, "retry_after": "0"},
+        {"kind": "status", "status": 503},
+        {"kind": "status", "status": 401},
+        {"kind": "status", "status": 403},
+    ],
+    ids=["429", "503", "401", "403"],
+)
+def test_failures_certainly_not_processed_is_submitted_again(harness_factory, effect):
+    harness = harness_factory()
+    harness.add_fault({"route": "bundle", "first": 2, "effect": effect})
+    harness.publish(offices("o1", "o2"))
+
+    harness.drain(deadline_s=20)
+
+    bundles = [r for r in harness.requests() if r["route"] == "bundle"]
+    assert [r["status"] for r in bundles] == [effect["status"]] * 2 + [200]
+    assert {event_status(harness.deps, e).status for e in ("ev-o1", "ev-o2")} == {"applied"}
+    check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
+
+
+@pytest.mark.parametrize(
+    "effect",
+    [
+        {"kind": "status", "status": 502, "apply_first": True},
+        {"kind": "drop", "apply_first": True},
+        {"kind": "status", "status": 400},
+    ],
+    ids=["502-applied", "dropped-after-applying", "400-without-receipts"],
+)
+def test_failures_maybe_applied_or_refused_whole_is_parked_with_its_locks(
+    harness_factory: HarnessFactory, effect
+):
+    harness = harness_factory()
+    harness.add_fault({"route": "bundle", "times": 1, "effect": effect})
+    harness.publish(offices("o1"))
+
+    flush(harness.deps, SOURCE, ["office:o1"])
+    harness.publish([{**offices("o1")[0], "eventId": "ev-later"}])
+    for _ in range(5):
+        run_due(harness.deps)
+
+    # the first event is in flight (parked), the later one on the same entity waits behind it
+    assert event_status(harness.deps, "ev-o1").status == "in_flight"
+    assert event_status(harness.deps, "ev-later").status == "pending"
+    current = backlog(harness.deps)
+    assert (current.parked, current.in_flight, current.buffered) == (1, 1, 1)
+    names = SourceKeys(SOURCE)
+    (parked,) = [str(member) for member in harness.deps.store.client.zrange(names.parked, 0, -1)]
+    record = harness.deps.store.client.hgetall(names.bundle(parked))
+    assert record["st"] == "sending"
+    assert record["err"]
+    assert harness.deps.store.client.hget(names.xlock, "res:hospital-a:office:o1") == parked
+
+
+def test_failures_worker_dying_before_sending_is_recovered_and_submitted(harness_factory):
+    harness = harness_factory(http_deadline_s=0.2, claim_ttl_ms=300)
+    harness.publish(offices("o1", "o2"))
+    store = harness.deps.store
+    original = store.mark_sending
+
+    def crash(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("worker killed before sending")
+
+    store.mark_sending = crash
+    with pytest.raises(RuntimeError):
+        flush(harness.deps, SOURCE, ["office:o1", "office:o2"])
+    store.mark_sending = original
+    assert event_status(harness.deps, "ev-o1").status == "in_flight"
+
+    harness.drain(deadline_s=10)
+
+    assert {event_status(harness.deps, e).status for e in ("ev-o1", "ev-o2")} == {"applied"}
+    check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
+
+
+def test_failures_worker_dying_while_sending_is_parked_by_recovery(harness_factory):
+    harness = harness_factory(http_deadline_s=0.2, claim_ttl_ms=300)
+    harness.publish(offices("o1"))
+    client = harness.deps.client
+    original = client.submit_bundle
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("worker killed mid-request")
+
+    client.submit_bundle = crash
+    with pytest.raises(RuntimeError):
+        flush(harness.deps, SOURCE, ["office:o1"])
+    client.submit_bundle = original
+
+    run_until(harness, lambda: backlog(harness.deps).parked == 1)
+
+    assert event_status(harness.deps, "ev-o1").status == "in_flight"
+    assert harness.registry.write_log() == []  # never resent blindly
+
+
+def test_failures_poll_errors_are_retried_until_the_task_ends(harness_factory):
+    harness = harness_factory()
+    harness.add_fault({"route": "bundle", "times": 1, "effect": {"kind": "force_async"}})
+    harness.add_fault(
+        {"route": "task_status", "first": 6, "effect": {"kind": "status", "status": 500}}
+    )
+    harness.publish(offices("o1", "o2"))
+
+    harness.drain(deadline_s=20)
+
+    assert {event_status(harness.deps, e).status for e in ("ev-o1", "ev-o2")} == {"applied"}
+    check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())

@@ -1,0 +1,106 @@
+"""Stored forms: bundle layouts rebuild the bytes planned, events decode to what was published,
+ids are in the Registry's pattern, and the decode cache stays bounded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api_client.ids import GENERATED_ID_LENGTH, is_resource_id
+from api_client.models import dump_json
+from worker.domain.plan import plan_bundles
+from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
+from worker.flow.selection import bundle_locks
+from worker.ids import IdSource
+from worker.store.codec import DecodedEvents, compact, event_from_json, event_from_mapping
+
+from .builders import link, resource
+
+
+def test_layout_rebuilds_exactly_the_request_planned():
+    events = [
+        resource("CREATE", id_="p1", generatedId=True),
+        resource("UPSERT", id_="p1"),
+        resource("UPSERT", "office", "o1", meta={"createdAt": "2024-01-01T00:00:00Z"}),
+        link(),
+    ]
+    (bundle,) = plan_bundles(events).bundles
+    seqs = {e.event_id: 10 + i for i, e in enumerate(events)}
+
+    layout = encode_layout(bundle, seqs)
+    rebuilt = rebuild_bundle(layout, {e.event_id: event_from_json(e.to_json()) for e in events})
+
+    assert dump_json(rebuilt.request) == dump_json(bundle.request)
+    assert [op.event_ids for op in rebuilt.ops] == [op.event_ids for op in bundle.ops]
+    assert [e.position for op in rebuilt.ops for e in op.events] == [10, 11, 12, 13]
+    assert layout_event_ids(layout) == [e.event_id for e in events]
+    assert bundle_locks(rebuilt) == bundle_locks(bundle)
+
+
+def test_layout_with_a_missing_event_is_refused():
+    event = resource()
+    (bundle,) = plan_bundles([event]).bundles
+
+    with pytest.raises(LayoutError, match="missing"):
+        rebuild_bundle(encode_layout(bundle, {event.event_id: 1}), {})
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        resource(),
+        resource("DELETE", "office", "o1"),
+        resource("CREATE", id_="x1", generatedId=True, ref="new-1", group="g", atomicBatch="b"),
+        link(occurredAt="2026-11-22T10:00:00Z", meta={"createdAt": "2024-01-01T00:00:00Z"}),
+    ],
+)
+def test_codec_decodes_a_stored_body_to_the_published_event(event):
+    decoded = event_from_json(event.to_json())
+
+    assert decoded == event
+    assert decoded.to_json() == event.to_json()
+
+
+def test_codec_refuses_a_body_it_did_not_write():
+    with pytest.raises(ValueError, match="unreadable"):
+        event_from_json('{"eventId": "x"}')
+    with pytest.raises(ValueError, match="unreadable"):
+        event_from_json("not json")
+
+
+def test_codec_decode_cache_is_bounded_and_keyed_by_seq():
+    cache = DecodedEvents(max_items=2)
+    first = resource()
+    body = json.loads(first.to_json())
+
+    one = cache.get(first.event_id, 1, body)
+    assert cache.get(first.event_id, 1, {}) is one  # from the cache, body not read
+    cache.get("other", 1, json.loads(resource().to_json()))
+    cache.get("third", 1, json.loads(resource().to_json()))
+
+    assert len(cache) == 2
+    assert cache.get(first.event_id, 1, body) is not one  # evicted, decoded again
+    assert event_from_mapping(body) == one
+
+
+def test_codec_compact_drops_nulls_for_lua():
+    assert compact({"a": None, "b": [1, {"c": None, "d": "x"}]}) == '{"b":[1,{"d":"x"}]}'
+
+
+def test_ids_are_registry_ids_ordered_by_time():
+    bits = iter([5, 1, 2])
+    now = iter([1_700_000_000.0, 1_700_000_000.0, 1_700_000_001.0])
+    source = IdSource(clock=lambda: next(now), random_bits=lambda n: next(bits))
+
+    first, second, third = source(), source(), source()
+
+    assert len(first) == GENERATED_ID_LENGTH
+    assert all(is_resource_id(i) for i in (first, second, third))
+    assert first != second
+    assert second < third < "z" * 27
+
+
+def test_ids_from_the_default_source_do_not_repeat():
+    source = IdSource()
+    assert len({source() for _ in range(1000)}) == 1000

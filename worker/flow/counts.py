@@ -1,0 +1,106 @@
+"""What each step reports back: counts and ids, never payloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class _Counts:
+    def add(self, other: _Counts) -> None:
+        """Add another report's counts into this one."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, int):
+                setattr(self, f.name, mine + theirs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class SubmitCounts(_Counts):
+    """What became of submissions: recorded now, accepted as tasks, released, parked, lost."""
+
+    recorded: int = 0
+    """Answered with receipts (PERSISTED) and recorded."""
+    accepted: int = 0
+    """Answered ACCEPTED: now in the poll schedule."""
+    released: int = 0
+    """Certainly not processed (throttled, refused credentials, no connection): retried later."""
+    parked: int = 0
+    """Left for the failure handling (outcome unknown, refused as a whole, contract error)."""
+    lost_claim: int = 0
+    """Another worker took the record over meanwhile: nothing written."""
+    events_final: int = 0
+    """Events whose outcome became final."""
+    events_rebuffered: int = 0
+    """Events sent back to their buffers (CANCELLED, UNMERGED, RETRY)."""
+
+
+@dataclass
+class FlushResult(SubmitCounts):
+    """One flush: what it read, reserved, held back, dead-lettered and submitted."""
+
+    groups: int = 0
+    events_read: int = 0
+    bundles_reserved: int = 0
+    bundles_skipped: int = 0
+    events_held: int = 0
+    events_rejected: int = 0
+
+
+@dataclass
+class PollResult(SubmitCounts):
+    """One poll round: tasks asked about, still pending, newly stale, finished."""
+
+    polled: int = 0
+    pending: int = 0
+    stale: int = 0
+    busy: int = 0
+    errors: int = 0
+
+
+@dataclass
+class RecoverResult(SubmitCounts):
+    """One recovery round over expired claims and due retries."""
+
+    claimed: int = 0
+    resubmitted: int = 0
+    busy: int = 0
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """What the ticker's step handed out, per source: groups to flush, polls, recoveries."""
+
+    flush: dict[str, list[str]] = field(default_factory=dict)
+    poll: dict[str, list[str]] = field(default_factory=dict)
+    recover: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing was due."""
+        return not (self.flush or self.poll or self.recover)
+
+
+@dataclass
+class RunCounts(_Counts):
+    """One `run_due`: how much of each kind of work it did."""
+
+    groups: int = 0
+    polls: int = 0
+    recoveries: int = 0
+    bundles_reserved: int = 0
+    recorded: int = 0
+    accepted: int = 0
+    released: int = 0
+    parked: int = 0
+    stale: int = 0
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing was due."""
+        return not (self.groups or self.polls or self.recoveries)

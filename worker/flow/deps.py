@@ -1,0 +1,77 @@
+"""What every step needs from the outside world, built once per process (after the fork)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import redis
+
+from api_client import RegistryClient
+from worker.ids import IdSource
+from worker.settings import IngestSettings
+from worker.store import Store
+from worker.store.codec import DecodedEvents
+
+__all__ = ["Deps", "build_deps", "wall_clock_ms"]
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch: the clock every stored time uses."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Deps:
+    """Settings, the Redis store, the Registry client, a clock, an id source and a jitter source.
+
+    Nothing connects until it is used, so building one before a fork is harmless; build one per
+    process anyway (redis-py and httpx pools must not be shared across a fork).
+    """
+
+    settings: IngestSettings
+    store: Store
+    client: RegistryClient
+    now_ms: Callable[[], int] = wall_clock_ms
+    new_id: Callable[[], str] = field(default_factory=IdSource)
+    rng: random.Random = field(default_factory=random.Random)
+    decoded: DecodedEvents = field(default_factory=DecodedEvents)
+    """Events decoded by earlier flushes of this process (bounded)."""
+
+    def __repr__(self) -> str:
+        return f"Deps(base_url={self.settings.base_url!r})"
+
+
+def build_deps(
+    settings: IngestSettings,
+    *,
+    redis: redis.Redis | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Deps:
+    """The production `Deps`: a Redis client from `settings.redis_url` (unless given) and a
+    `RegistryClient` whose HTTP pool opens on its first request.
+
+    Raises:
+        worker.settings.SettingsError: no API key is configured.
+    """
+    client = redis if redis is not None else _redis_client(settings)
+    return Deps(
+        settings=settings,
+        store=Store(client, settings),
+        client=RegistryClient(settings.client_config(), transport=transport),
+        decoded=DecodedEvents(4 * settings.flush_read_limit),
+    )
+
+
+def _redis_client(settings: IngestSettings) -> redis.Redis:
+    import redis as redis_module
+
+    return redis_module.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )

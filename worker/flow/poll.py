@@ -1,0 +1,94 @@
+"""Poll accepted tasks: one poller at a time per task, backoff with jitter, STALE past a deadline.
+
+A poll claims the record (claim.lua, fenced, re-scores its schedule entry, never pops it), asks
+for the task without receipts, and then either schedules the next poll (backoff with jitter up to
+`poll_cap_ms`; past `poll_deadline_ms` since acceptance the task is STALE and polled every
+`poll_slow_cap_ms`, keeping its locks) or, on a terminal status, fetches the receipts once and
+records the outcome. Every next poll of one round is written in one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from api_client import IssuedBy, RegistryError, TaskRef
+from worker.flow.counts import PollResult
+from worker.flow.deps import Deps
+from worker.flow.layout import LayoutError
+from worker.flow.recover import load_claimed
+from worker.flow.submit import record_answer
+from worker.store.records import ClaimedRecord
+
+__all__ = ["next_poll_delay_ms", "poll"]
+
+_log = structlog.get_logger("worker.pipeline")
+
+
+def next_poll_delay_ms(deps: Deps, polls: int, *, stale: bool) -> int:
+    """The wait before the next poll: exponential from `poll_first_ms`, capped, jittered into
+    its upper half; the slow cap once stale."""
+    settings = deps.settings
+    if stale:
+        return settings.poll_slow_cap_ms
+    ceiling = settings.poll_first_ms * settings.poll_multiplier ** min(polls, 64)
+    ceiling = min(float(settings.poll_cap_ms), ceiling)
+    return max(1, int(deps.rng.uniform(ceiling / 2, ceiling)))
+
+
+def _repoll(deps: Deps, record: ClaimedRecord, status: str, error: str = "") -> dict[str, Any]:
+    now = deps.now_ms()
+    stale = record.stale or now - record.sent_at > deps.settings.poll_deadline_ms
+    delay = next_poll_delay_ms(deps, record.polls, stale=stale)
+    return {
+        "op": "repoll",
+        "id": record.bundle_id,
+        "fence": record.fence,
+        "at": now + delay,
+        "stale": stale,
+        "status": status,
+        "err": error[:500],
+    }
+
+
+def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
+    """Poll the tasks of these bundles of one source (the ticker's due polls)."""
+    result = PollResult()
+    claimed = deps.store.claim(source, bundle_ids, deps.now_ms(), "poll")
+    repolls: list[dict[str, Any]] = []
+    for record in claimed:
+        if record.code == "busy":
+            result.busy += 1
+        if record.code != "ok" or record.fence is None:
+            continue
+        result.polled += 1
+        try:
+            issuer = IssuedBy(record.issued_by) if record.issued_by else None
+            ref = TaskRef(source, record.task_id, issuer)
+            state = deps.client.get_task_state(ref)
+            if state.is_terminal:
+                state = deps.client.get_task_state(ref, with_receipts=True)
+        except (RegistryError, ValueError) as exc:
+            result.errors += 1
+            repolls.append(_repoll(deps, record, "", f"{type(exc).__name__}: {exc}"))
+            continue
+        if not state.is_terminal:
+            item = _repoll(deps, record, str(state.status))
+            result.pending += 1
+            result.stale += 1 if item["stale"] and not record.stale else 0
+            repolls.append(item)
+            continue
+        try:
+            claimed_bundle = load_claimed(deps, source, record)
+        except LayoutError as exc:
+            _log.error("poll.layout_unreadable", source=source, bundle=record.bundle_id)
+            deps.store.park(
+                source, record.bundle_id, record.fence, error=str(exc), now_ms=deps.now_ms()
+            )
+            result.parked += 1
+            continue
+        record_answer(deps, source, claimed_bundle, state, result)
+    deps.store.mark(source, repolls, deps.now_ms())
+    return result

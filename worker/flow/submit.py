@@ -1,0 +1,243 @@
+"""Submit a claimed bundle, and record a terminal answer: the two steps that talk to the Registry.
+
+A submission is `planned -> sending` (fenced) before the request leaves, so a crash mid-request
+leaves a record that says "maybe applied". Then, by what the client answered:
+
+- receipts (PERSISTED, or a refusal that carries receipts): recorded; the outcome of every
+  event is known.
+- ACCEPTED: `sent`, first poll scheduled; the poll schedule owns it now.
+- `RateLimitedError` (429, 503), `AuthError` (401, 403), `TransportError`: certainly not
+  processed, so back to `planned`, submitted again at a retry time (the server's hint, else
+  backoff).
+- `OutcomeUnknownError`, `ContractError`, anything unexpected: maybe applied; stays `sending`,
+  parked, locks held, until the failure handling resolves it by reading the entities back.
+- another `APIError` (400, 404, 409, 501 without receipts): refused as a whole; stays `sending`,
+  parked, until the failure handling bisects it.
+
+Every write names the claim's fencing token; a worker that lost its claim writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import structlog
+
+from api_client import (
+    APIError,
+    AuthError,
+    IssuedBy,
+    RateLimitedError,
+    RegistryError,
+    TaskRef,
+    TransportError,
+)
+from api_client.models import BundleReceipts, TaskAccepted, TaskState
+from worker.domain.outcomes import Outcomes, outcomes_from_receipts
+from worker.domain.plan import BundlePlan, Plan, PlanError
+from worker.domain.plan_check import validate_plan
+from worker.domain.receipts import ReceiptMismatchError
+from worker.flow.counts import SubmitCounts
+from worker.flow.deps import Deps
+from worker.store.records import EventOutcomeRecord
+
+__all__ = ["Claimed", "Step", "record_answer", "submit_all", "submit_claimed"]
+
+_log = structlog.get_logger("worker.pipeline")
+
+
+class Step(Enum):
+    """Where one submission left its bundle; only the first two let a plan go on (rule F)."""
+
+    FINAL = "final"
+    """Recorded, every fate final."""
+    ACCEPTED = "accepted"
+    """Accepted as a task: the poll schedule owns it."""
+    REPLAN = "replan"
+    """Recorded, with events sent back to their buffers (CANCELLED, UNMERGED, RETRY)."""
+    RELEASED = "released"
+    """Certainly not processed: submitted again later."""
+    PARKED = "parked"
+    """Left for the failure handling."""
+    LOST = "lost"
+    """Another worker's claim: nothing written."""
+
+    @property
+    def plan_goes_on(self) -> bool:
+        """Whether the rest of the plan may still be sent as planned."""
+        return self in (Step.FINAL, Step.ACCEPTED)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A bundle this worker holds a claim on: its id, fencing token, and the plan to send."""
+
+    bundle_id: str
+    fence: int
+    plan: BundlePlan
+    attempts: int = 0
+    validated: bool = False
+    """True when `validate_plan` passed on the plan this bundle was just cut from."""
+
+
+def retry_delay_ms(deps: Deps, attempts: int, hint_s: float | None = None) -> int:
+    """When to submit again something certainly not processed: the server's hint, else backoff
+    with full jitter, both capped."""
+    settings = deps.settings
+    if hint_s is not None:
+        return min(int(hint_s * 1000), settings.retry_cap_ms)
+    ceiling = min(settings.retry_cap_ms, settings.retry_base_ms * 2 ** min(attempts, 30))
+    return max(1, int(deps.rng.uniform(ceiling / 2, ceiling)))
+
+
+def outcome_records(outcomes: Outcomes) -> list[EventOutcomeRecord]:
+    """The core's outcomes as record.lua takes them (errors as compact JSON)."""
+    return [
+        EventOutcomeRecord(
+            event_id=o.event_id,
+            fate=o.fate.value,
+            error=None if o.error is None else o.error.model_dump_json(exclude_none=True),
+            reason=o.reason or None,
+            bound_to=o.bound_to,
+        )
+        for o in outcomes.outcomes
+    ]
+
+
+def record_answer(
+    deps: Deps,
+    source: str,
+    claimed: Claimed,
+    answer: BundleReceipts | TaskState,
+    counts: SubmitCounts,
+) -> Step:
+    """Interpret a terminal answer (the core) and record it once (record.lua, fenced)."""
+    now = deps.now_ms()
+    try:
+        outcomes = outcomes_from_receipts(claimed.plan, answer)
+    except (ReceiptMismatchError, ValueError) as exc:
+        return _park(deps, source, claimed, f"receipts do not match what was sent: {exc}", counts)
+    status = str(answer.status) if answer.status is not None else "PERSISTED"
+    result = deps.store.record(
+        source,
+        claimed.bundle_id,
+        claimed.fence,
+        outcome_records(outcomes),
+        status=status,
+        now_ms=now,
+    )
+    if not result.done:
+        counts.lost_claim += 1
+        _log.warning("bundle.record_refused", source=source, bundle=claimed.bundle_id)
+        return Step.LOST
+    counts.recorded += 1
+    counts.events_final += result.finals
+    counts.events_rebuffered += result.rebuffered
+    return Step.REPLAN if result.rebuffered else Step.FINAL
+
+
+def _park(deps: Deps, source: str, claimed: Claimed, why: str, counts: SubmitCounts) -> Step:
+    done = deps.store.park(
+        source, claimed.bundle_id, claimed.fence, error=why[:500], now_ms=deps.now_ms()
+    )
+    if not done:
+        counts.lost_claim += 1
+        return Step.LOST
+    counts.parked += 1
+    _log.warning("bundle.parked", source=source, bundle=claimed.bundle_id, reason=why[:200])
+    return Step.PARKED
+
+
+def _release(
+    deps: Deps, source: str, claimed: Claimed, error: RegistryError, counts: SubmitCounts
+) -> Step:
+    hint = error.retry_after_s if isinstance(error, RateLimitedError) else None
+    now = deps.now_ms()
+    at = now + retry_delay_ms(deps, claimed.attempts, hint)
+    done = deps.store.release(
+        source,
+        claimed.bundle_id,
+        claimed.fence,
+        retry_at_ms=at,
+        error=str(error)[:500],
+        now_ms=now,
+    )
+    if not done:
+        counts.lost_claim += 1
+        return Step.LOST
+    counts.released += 1
+    _log.info(
+        "bundle.released",
+        source=source,
+        bundle=claimed.bundle_id,
+        error=type(error).__name__,
+        retry_in_ms=at - now,
+    )
+    return Step.RELEASED
+
+
+def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCounts) -> Step:
+    """Send one claimed `planned` bundle and move its record on (see the module docstring)."""
+    settings = deps.settings
+    if not claimed.validated:
+        single = replace(claimed.plan, index=0)
+        try:
+            validate_plan(Plan(source, settings.coalesce_mode, (single,)), settings.plan_caps())
+        except PlanError as exc:
+            return _park(deps, source, claimed, f"plan refused before sending: {exc}", counts)
+    if not deps.store.mark_sending(source, claimed.bundle_id, claimed.fence, deps.now_ms()):
+        counts.lost_claim += 1
+        return Step.LOST
+    try:
+        answer = deps.client.submit_bundle(source, claimed.plan.request)
+    except (RateLimitedError, AuthError, TransportError) as exc:
+        return _release(deps, source, claimed, exc, counts)
+    except APIError as exc:
+        return _park(deps, source, claimed, f"refused as a whole without receipts: {exc}", counts)
+    except RegistryError as exc:
+        return _park(deps, source, claimed, f"outcome unknown: {exc}", counts)
+    if isinstance(answer, TaskAccepted):
+        return _accepted(deps, source, claimed, answer, counts)
+    return record_answer(deps, source, claimed, answer, counts)
+
+
+def _accepted(
+    deps: Deps, source: str, claimed: Claimed, answer: TaskAccepted, counts: SubmitCounts
+) -> Step:
+    now = deps.now_ms()
+    try:
+        ref = TaskRef.from_submission(source, answer.task_id, issued_by=IssuedBy.BUNDLE)
+    except ValueError as exc:
+        return _park(deps, source, claimed, f"unusable task id in ACCEPTED: {exc}", counts)
+    done = deps.store.mark_sent(
+        source,
+        claimed.bundle_id,
+        claimed.fence,
+        task_id=ref.task_id,
+        issued_by=IssuedBy.BUNDLE.value,
+        first_poll_ms=now + deps.settings.poll_first_ms,
+        now_ms=now,
+    )
+    if not done:
+        counts.lost_claim += 1
+        return Step.LOST
+    counts.accepted += 1
+    return Step.ACCEPTED
+
+
+def submit_all(deps: Deps, source: str, bundles: Sequence[Claimed], counts: SubmitCounts) -> bool:
+    """Submit reserved bundles one after another, renewing the claims of those still waiting
+    their turn; whether every one of them let the plan go on."""
+    renew_every = deps.settings.claim_ttl_ms // 3
+    last_renewal = deps.now_ms()
+    goes_on = True
+    for position, claimed in enumerate(bundles):
+        now = deps.now_ms()
+        if now - last_renewal >= renew_every:
+            waiting = [(b.bundle_id, b.fence) for b in bundles[position:]]
+            deps.store.renew(source, waiting, now)
+            last_renewal = now
+        goes_on = submit_claimed(deps, source, claimed, counts).plan_goes_on and goes_on
+    return goes_on

@@ -1,0 +1,132 @@
+"""Events as stored: compact JSON written once at publish, read back without validating again.
+
+An event is validated once, at publish (`events.parse_event`, then `refs.assign_ids`). What the
+store keeps is its `to_json()` form, and what a flush reads back is rebuilt with
+`model_construct`: the planner needs the fields and their enums, not a second walk of `data`
+(DESIGN section 7). Only bodies this module wrote are read this way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from api_client.models import Action
+from worker.domain.events import ChangeEvent, Endpoint, Target
+
+
+def _endpoint(raw: Mapping[str, Any] | None) -> Endpoint | None:
+    if raw is None:
+        return None
+    return Endpoint.model_construct(type=raw["type"], id=raw.get("id"), ref=raw.get("ref"))
+
+
+def event_from_json(text: str) -> ChangeEvent:
+    """The event a stored body holds, trusted as validated at publish.
+
+    Raises:
+        ValueError: the text is not a stored event body (a corrupt record: never guessed).
+    """
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ValueError("stored event body unreadable (not JSON)") from None
+    return event_from_mapping(raw)
+
+
+def event_from_mapping(raw: Any) -> ChangeEvent:
+    """`event_from_json` for a body already decoded (a snapshot decodes all of them at once).
+
+    Raises:
+        ValueError: not a stored event body.
+    """
+    try:
+        occurred = raw.get("occurredAt")
+        return ChangeEvent.model_construct(
+            event_id=raw["eventId"],
+            source_key=raw["sourceKey"],
+            target=Target(raw["target"]),
+            action=Action(raw["action"]),
+            type=raw["type"],
+            id=raw.get("id"),
+            ref=raw.get("ref"),
+            from_=_endpoint(raw.get("from")),
+            to=_endpoint(raw.get("to")),
+            data=raw.get("data"),
+            contained=raw.get("contained"),
+            meta=raw.get("meta"),
+            group=raw.get("group"),
+            occurred_at=None if occurred is None else datetime.fromisoformat(occurred),
+            atomic_batch=raw.get("atomicBatch"),
+            generated_id=bool(raw.get("generatedId", False)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"stored event body unreadable ({type(exc).__name__})") from None
+
+
+def event_to_json(event: ChangeEvent) -> str:
+    """The compact JSON kept in the event's hash (camelCase, no nulls, no defaults)."""
+    return event.to_json()
+
+
+def compact(value: Any) -> str:
+    """Compact JSON for script arguments; None values in mappings are dropped (Lua has no null)."""
+    return json.dumps(_without_none(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def text(value: Any) -> str:
+    """A reply value as text (the client may or may not decode responses)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)
+
+
+def json_list(value: Any) -> list[Any]:
+    """A JSON list written by a script; cjson writes an empty one as `{}`."""
+    if value in (None, "", b""):
+        return []
+    decoded = json.loads(text(value))
+    return decoded if isinstance(decoded, list) else []
+
+
+class DecodedEvents:
+    """A bounded cache of decoded events, keyed by (event id, seq), for one process.
+
+    A buffered event is read by every flush that reaches its buffer until it leaves; decoding it
+    once saves most of a flush's Python time. The key is safe: an event's stored body never
+    changes under one seq (a refused publish reopened gets a new seq). Bounded, so worker memory
+    stays flat whatever the backlog.
+    """
+
+    def __init__(self, max_items: int = 10_000) -> None:
+        if max_items < 1:
+            raise ValueError("max_items: must be at least 1")
+        self._max = max_items
+        self._items: OrderedDict[tuple[str, int], ChangeEvent] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, event_id: str, seq: int, body: Mapping[str, Any]) -> ChangeEvent:
+        """The decoded event, from the cache or `event_from_mapping(body)`."""
+        key = (event_id, seq)
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        event = event_from_mapping(body)
+        self._items[key] = event
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return event

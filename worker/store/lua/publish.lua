@@ -1,0 +1,155 @@
+-- publish.lua: append a batch of validated, resolved events of one source to their buffers.
+--
+-- KEYS[1]  source prefix
+-- ARGV[1]  JSON {now, ttl (s), linger, max_age, max_ops, max_bytes (ms / counts),
+--                events: [{e, k, tr: [resource keys], ng, b, aid?, ab?, rdn?, rd?: {ref: id},
+--                          ru?: {ref: id}}]}
+--          (the members of an atomic batch `ab` are contiguous)
+-- ARGV[i+1] the compact JSON body of events[i]
+-- Returns  three strings per event: 'ok', group, seq | 'dup', assigned id, status |
+--          'err', field, reason (the refused event is dead-lettered here, stage publish)
+--
+-- Per event, atomically: an event id already known (and not a refused publish) is a duplicate
+-- and keeps its first result; a ref it defines must be free or already its own; a ref it uses
+-- must still name the id it was resolved to; it joins the buffer that holds its entity (`where`),
+-- else its named group; an atomic batch goes whole into one buffer, or is refused whole.
+-- Then every touched group's due time moves: linger after the last event, never past first
+-- buffered + max age, now when the group reaches the operation or byte cap.
+
+local cfg = cjson.decode(ARGV[1])
+local now = cfg.now
+local out = {}
+local touched = {}
+local events = cfg.events
+
+local function known(eid)
+  local h = redis.call('HMGET', P .. 'ev:' .. eid, 'st', 'stage', 'aid')
+  if h[1] and not (h[1] == 'dead_lettered' and h[2] == 'publish') then
+    return h[3] or '', h[1]
+  end
+  return nil
+end
+
+-- nil when the event's refs hold, else field, reason
+local function refs_problem(ev, pending_refs)
+  for ref, id in pairs(as_list(ev.rd)) do
+    local current = pending_refs[ref] or redis.call('GET', P .. 'ref:' .. ref)
+    if current and current ~= id then
+      return 'ref', 'is already defined (live) for another resource of this source'
+    end
+  end
+  for ref, id in pairs(as_list(ev.ru)) do
+    local current = pending_refs[ref] or redis.call('GET', P .. 'ref:' .. ref)
+    if current ~= id then
+      return 'ref', 'ref ' .. ref .. ' is no longer defined as it was when resolved; publish again'
+    end
+  end
+  return nil
+end
+
+local function refuse(i, field, reason)
+  local ev = events[i]
+  out[#out + 1] = 'err'
+  out[#out + 1] = field
+  out[#out + 1] = reason
+  dead_letter(ev.e, 'publish', cjson.encode({field = field, reason = reason}), ARGV[i + 1], now,
+              {sourceKey = cfg.source, publishedAt = now})
+end
+
+local function apply(i, group)
+  local ev = events[i]
+  local key = P .. 'ev:' .. ev.e
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('DEL', key) -- a refused publish of this id is reopened from scratch
+  local fields = {'body', ARGV[i + 1], 'st', 'pending', 'seq', seq, 'g', group, 'ng', ev.ng,
+                  'k', ev.k, 'tr', table.concat(as_list(ev.tr), ' '), 'b', ev.b, 'att', 0,
+                  'pub', now, 'upd', now}
+  if ev.aid then fields[#fields + 1] = 'aid'; fields[#fields + 1] = ev.aid end
+  if ev.ab then fields[#fields + 1] = 'ab'; fields[#fields + 1] = ev.ab end
+  if ev.rdn then fields[#fields + 1] = 'rd'; fields[#fields + 1] = ev.rdn end
+  redis.call('HSET', key, unpack(fields))
+  for ref, id in pairs(as_list(ev.rd)) do
+    redis.call('SET', P .. 'ref:' .. ref, id, 'EX', cfg.ttl)
+  end
+  buffer_add(ev.e, group, seq, ev.k, as_list(ev.tr), ev.b, now)
+  touched[group] = true
+  out[#out + 1] = 'ok'
+  out[#out + 1] = group
+  out[#out + 1] = tostring(seq)
+end
+
+local i = 1
+while i <= #events do
+  local ev = events[i]
+  if not ev.ab then
+    local aid, status = known(ev.e)
+    if aid then
+      out[#out + 1] = 'dup'; out[#out + 1] = aid; out[#out + 1] = status
+    else
+      local field, reason = refs_problem(ev, {})
+      if field then
+        refuse(i, field, reason)
+      else
+        apply(i, redis.call('HGET', P .. 'where', ev.k) or ev.ng)
+      end
+    end
+    i = i + 1
+  else
+    -- an atomic batch: decide for every member first, then apply all or refuse all
+    local last = i
+    while last + 1 <= #events and events[last + 1].ab == ev.ab do last = last + 1 end
+    local dups, problem, holders, holder_count = 0, nil, {}, 0
+    local pending_refs = {}
+    for j = i, last do
+      local member = events[j]
+      if known(member.e) then dups = dups + 1 end
+      if not problem then
+        local field, reason = refs_problem(member, pending_refs)
+        if field then problem = {field, 'event ' .. member.e .. ': ' .. reason} end
+      end
+      for ref, id in pairs(as_list(member.rd)) do pending_refs[ref] = id end
+      local holder = redis.call('HGET', P .. 'where', member.k)
+      if holder and not holders[holder] then
+        holders[holder] = true
+        holder_count = holder_count + 1
+      end
+    end
+    local size = last - i + 1
+    if dups == size then
+      for j = i, last do
+        local aid, status = known(events[j].e)
+        out[#out + 1] = 'dup'; out[#out + 1] = aid; out[#out + 1] = status
+      end
+    else
+      if dups > 0 then
+        problem = {'atomicBatch', 'part of this batch was published before; publish it whole'}
+      elseif holder_count > 1 then
+        local names = {}
+        for name in pairs(holders) do names[#names + 1] = name end
+        table.sort(names)
+        problem = {'atomicBatch', 'its entities are pending in several groups (' ..
+                   table.concat(names, ', ') .. '); publish it again once they have flushed'}
+      end
+      if problem then
+        for j = i, last do refuse(j, problem[1], problem[2]) end
+      else
+        local group = next(holders) or ev.ng
+        for j = i, last do apply(j, group) end
+      end
+    end
+    i = last + 1
+  end
+end
+
+for group in pairs(touched) do
+  local v = redis.call('HMGET', P .. 'gstat', 'n|' .. group, 'b|' .. group, 't|' .. group)
+  local n, bytes, first = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or now
+  local due = math.min(now + cfg.linger, first + cfg.max_age)
+  if n >= cfg.max_ops or bytes >= cfg.max_bytes then due = now end
+  local current = redis.call('ZSCORE', P .. 'due', group)
+  if not (current and tonumber(current) <= now) then -- a group already due is never postponed
+    redis.call('ZADD', P .. 'due', due, group)
+  end
+end
+
+return out

@@ -1,0 +1,131 @@
+"""Plain reads of the worker's state (sources, events, bundles, counters) and the start check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from redis.exceptions import ResponseError
+
+from worker.store import keys
+from worker.store.base import StoreBase, to_int
+from worker.store.codec import text
+from worker.store.records import SourceCounters
+
+REQUIRED_POLICY: Final = "noeviction"
+_EVENT_FIELDS: Final = (
+    "st",
+    "seq",
+    "g",
+    "ng",
+    "aid",
+    "bd",
+    "task",
+    "fate",
+    "err",
+    "reason",
+    "bound",
+    "att",
+    "pub",
+    "upd",
+    "fin",
+    "stage",
+    "nm",
+)
+
+
+class EvictionPolicyError(RuntimeError):
+    """Redis may evict keys: buffered events could vanish, so the worker refuses to start."""
+
+
+class StoreReads(StoreBase):
+    """Reads that change nothing (one round trip each)."""
+
+    # -- start-up and discovery -----------------------------------------------------------------
+
+    def check_noeviction(self) -> None:
+        """Refuse to run unless Redis's `maxmemory-policy` is `noeviction` (invariant 8).
+
+        Raises:
+            EvictionPolicyError: another policy is set, or the server does not say which.
+        """
+        try:
+            answer = self.client.config_get("maxmemory-policy")
+        except ResponseError as exc:
+            raise EvictionPolicyError(
+                "cannot read Redis's maxmemory-policy (CONFIG GET refused: "
+                f"{type(exc).__name__}); it must be noeviction"
+            ) from None
+        found = {text(k): text(v) for k, v in dict(answer).items()}.get("maxmemory-policy", "")
+        if found != REQUIRED_POLICY:
+            raise EvictionPolicyError(
+                f"Redis maxmemory-policy is {found or 'unknown'!r}; it must be "
+                f"{REQUIRED_POLICY!r}, or buffered events could be evicted"
+            )
+
+    def sources(self) -> list[str]:
+        """Every source that has state, sorted."""
+        return sorted(text(member) for member in self.client.smembers(keys.SOURCES))
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def event_bodies(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
+        """The stored bodies of these events (missing ones left out); one round trip."""
+        names = keys.SourceKeys(source)
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(names.event(event_id), "body")
+        return {
+            event_id: text(body)
+            for event_id, body in zip(event_ids, pipe.execute(), strict=True)
+            if body is not None
+        }
+
+    def find_event(self, event_id: str, sources: Sequence[str]) -> tuple[str, dict[str, str]]:
+        """The first source holding `event_id` and its stored fields (no body); one round trip.
+
+        Returns:
+            (source, fields), or ("", {}) when no source holds it.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for source in sources:
+            pipe.hmget(keys.SourceKeys(source).event(event_id), *_EVENT_FIELDS)
+        for source, values in zip(sources, pipe.execute(), strict=True):
+            if values[0] is not None:
+                fields = {
+                    name: text(value)
+                    for name, value in zip(_EVENT_FIELDS, values, strict=True)
+                    if value is not None
+                }
+                return source, fields
+        return "", {}
+
+    def bundle_fields(self, source: str, bundle_id: str, *names: str) -> dict[str, str]:
+        """Some fields of a bundle record (empty when it is gone)."""
+        values = self.client.hmget(keys.SourceKeys(source).bundle(bundle_id), list(names))
+        return {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+    def counters(self, sources: Sequence[str], now_ms: int) -> dict[str, SourceCounters]:
+        """Each source's counters and due polls; one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for source in sources:
+            names = keys.SourceKeys(source)
+            pipe.hmget(names.stats, "buffered", "inflight", "bundles", "stale", "parked")
+            pipe.zcount(names.polls, "-inf", now_ms)
+        answers = pipe.execute()
+        counters = {}
+        for index, source in enumerate(sources):
+            buffered, inflight, bundles, stale, parked = answers[2 * index]
+            counters[source] = SourceCounters(
+                buffered=to_int(buffered),
+                in_flight=to_int(inflight),
+                bundles=to_int(bundles),
+                stale=to_int(stale),
+                parked=to_int(parked),
+                due_polls=int(answers[2 * index + 1]),
+            )
+        return counters
+
+    def set_backlog(self, total: int, ttl_ms: int) -> None:
+        """Publish the autoscaling signal with a short TTL (a dead ticker's value fades)."""
+        self.client.set(keys.BACKLOG, total, px=ttl_ms)

@@ -1,0 +1,281 @@
+"""`Store`: the Redis side of the pipeline, as Python calls; no business rules live here.
+
+Each method is one round trip (a script, a read, or a pipeline of them), so the pipeline's cost in
+Redis round trips is visible at the call site. The rules are in the scripts (atomic steps, see
+their headers) and in the pure core; this module only moves values in and out. `Store` gathers
+the publish side (`publishing.py`), the reads (`reads.py`) and, here, the flush, claims, records
+and the ticker's step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal
+
+from worker.store.base import to_int
+from worker.store.codec import compact, json_list, text
+from worker.store.publishing import InvalidEntry, StorePublish
+from worker.store.reads import EvictionPolicyError, StoreReads
+from worker.store.records import (
+    BufferedEvent,
+    BundleToReserve,
+    ClaimedRecord,
+    DueTaken,
+    EventOutcomeRecord,
+    GroupDue,
+    GroupRead,
+    LockState,
+    RecordResult,
+    RejectedEvent,
+    Snapshot,
+)
+
+__all__ = ["EvictionPolicyError", "InvalidEntry", "Store"]
+
+_CLAIM_ROW: Final = 12
+
+
+class Store(StorePublish, StoreReads):
+    """Python wrappers over the Lua scripts and plain reads of the worker's Redis state.
+
+    Args:
+        client: a redis-py client (responses decoded or not); it connects on first use.
+        settings: TTLs, caps and durations the scripts are given.
+    """
+
+    # -- flush ----------------------------------------------------------------------------------
+
+    def snapshot(
+        self, source: str, groups: Sequence[str], *, limit: int, max_groups: int
+    ) -> Snapshot:
+        """Due buffers, the buffers that share their resources (up to `max_groups` per due
+        group), their events and the locks around them, read atomically (snapshot.lua)."""
+        arguments = {"groups": list(groups), "limit": limit, "max_groups": max_groups}
+        reply = self._run(self._scripts.snapshot, source, compact(arguments))
+        meta = json.loads(text(reply[0]))
+        events = tuple(
+            BufferedEvent(
+                event_id=eid,
+                seq=int(seq),
+                group=group,
+                body=body,
+                no_merge=bool(no_merge),
+                entity=entity,
+                resources=tuple(resources.split()),
+            )
+            for eid, seq, group, body, no_merge, entity, resources in json.loads(text(reply[1]))
+        )
+        group_reads = tuple(
+            GroupRead(
+                group=g["g"],
+                total=int(g["total"]),
+                read=int(g["read"]),
+                next_seq=None if g.get("next") is None else int(g["next"]),
+                next_batch=g.get("nab") or None,
+            )
+            for g in (meta.get("groups") or [])
+        )
+        touch: dict[str, dict[str, int]] = {}
+        for resource, flat in (meta.get("touch") or {}).items():
+            pairs = list(flat) if isinstance(flat, list) else []
+            touch[resource] = {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+        locks = {
+            key: LockState(
+                writer=state.get("x") or None,
+                readers=frozenset(state.get("s") if isinstance(state.get("s"), list) else ()),
+            )
+            for key, state in (meta.get("locks") or {}).items()
+        }
+        return Snapshot(int(meta.get("seq") or 0), group_reads, events, touch, locks)
+
+    def reserve(
+        self,
+        source: str,
+        *,
+        bundles: Sequence[BundleToReserve],
+        rejected: Sequence[RejectedEvent],
+        groups: Sequence[GroupDue],
+        snapshot_seq: int,
+        now_ms: int,
+    ) -> dict[str, str]:
+        """Take the bundles in order and set the groups' due times (reserve.lua).
+
+        Returns:
+            bundle id -> 'taken' (claimed by the caller with fence 1), 'skipped' or 'raced'.
+        """
+        settings = self.settings
+        meta = {
+            "now": now_ms,
+            "claim_ttl": settings.claim_ttl_ms,
+            "linger": settings.linger_ms,
+            "max_age": settings.max_age_ms,
+            "ttl": settings.results_ttl_s,
+            "snap_seq": snapshot_seq,
+            "bundles": [
+                {
+                    "id": b.bundle_id,
+                    "ev": list(b.event_ids),
+                    "x": list(b.writes),
+                    "s": list(b.reads),
+                    "layout": b.layout,
+                    "groups": list(b.groups),
+                }
+                for b in bundles
+            ],
+            "rejects": [{"e": r.event_id, "err": r.error} for r in rejected],
+            "groups": [{"g": g.group, "hint": g.hint, "wait": list(g.wait)} for g in groups],
+        }
+        reply = self._run(self._scripts.reserve, source, compact(meta))
+        return {text(reply[i]): text(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+    # -- claims and state changes ---------------------------------------------------------------
+
+    def claim(
+        self,
+        source: str,
+        bundle_ids: Sequence[str],
+        now_ms: int,
+        mode: Literal["recover", "poll"],
+    ) -> list[ClaimedRecord]:
+        """Claim records to recover them or to poll their task (claim.lua), one round trip."""
+        if not bundle_ids:
+            return []
+        meta = {
+            "now": now_ms,
+            "claim_ttl": self.settings.claim_ttl_ms,
+            "mode": mode,
+            "ids": list(bundle_ids),
+        }
+        rows = [text(v) for v in self._run(self._scripts.claim, source, compact(meta))]
+        claimed = []
+        for i in range(0, len(rows), _CLAIM_ROW):
+            row = rows[i : i + _CLAIM_ROW]
+            claimed.append(
+                ClaimedRecord(
+                    code=row[0],  # type: ignore[arg-type]
+                    bundle_id=row[1],
+                    fence=int(row[2]) if row[2] else None,
+                    state=row[3],
+                    task_id=row[4],
+                    issued_by=row[5],
+                    sent_at=to_int(row[6]),
+                    polls=to_int(row[7]),
+                    stale=row[8] == "1",
+                    layout=row[9],
+                    event_ids=tuple(json_list(row[10])),
+                    attempts=to_int(row[11]),
+                )
+            )
+        return claimed
+
+    def mark(self, source: str, items: Sequence[Mapping[str, Any]], now_ms: int) -> list[bool]:
+        """Fenced state changes (mark.lua), one round trip for all items; True where done."""
+        if not items:
+            return []
+        meta = {"now": now_ms, "claim_ttl": self.settings.claim_ttl_ms, "items": list(items)}
+        reply = self._run(self._scripts.mark, source, compact(meta))
+        return [to_int(v) == 1 for v in reply]
+
+    def mark_sending(self, source: str, bundle_id: str, fence: int, now_ms: int) -> bool:
+        """planned -> sending, just before the request leaves; False when the claim was lost."""
+        return self.mark(source, [{"op": "sending", "id": bundle_id, "fence": fence}], now_ms)[0]
+
+    def mark_sent(
+        self,
+        source: str,
+        bundle_id: str,
+        fence: int,
+        *,
+        task_id: str,
+        issued_by: str,
+        first_poll_ms: int,
+        now_ms: int,
+    ) -> bool:
+        """sending -> sent: ACCEPTED as `task_id`; the first poll is at `first_poll_ms`."""
+        item = {
+            "op": "sent",
+            "id": bundle_id,
+            "fence": fence,
+            "task": task_id,
+            "iss": issued_by,
+            "at": first_poll_ms,
+        }
+        return self.mark(source, [item], now_ms)[0]
+
+    def release(
+        self, source: str, bundle_id: str, fence: int, *, retry_at_ms: int, error: str, now_ms: int
+    ) -> bool:
+        """Back to planned (certainly not processed), to be submitted again at `retry_at_ms`."""
+        item = {
+            "op": "release",
+            "id": bundle_id,
+            "fence": fence,
+            "at": retry_at_ms,
+            "err": error,
+        }
+        return self.mark(source, [item], now_ms)[0]
+
+    def park(self, source: str, bundle_id: str, fence: int, *, error: str, now_ms: int) -> bool:
+        """Out of every schedule, locks kept, for the failure handling (counted in the backlog)."""
+        item = {"op": "park", "id": bundle_id, "fence": fence, "err": error}
+        return self.mark(source, [item], now_ms)[0]
+
+    def renew(self, source: str, claims: Sequence[tuple[str, int]], now_ms: int) -> list[bool]:
+        """Extend claims by the claim TTL; one round trip for all."""
+        items = [{"op": "renew", "id": bundle_id, "fence": fence} for bundle_id, fence in claims]
+        return self.mark(source, items, now_ms)
+
+    def record(
+        self,
+        source: str,
+        bundle_id: str,
+        fence: int,
+        outcomes: Sequence[EventOutcomeRecord],
+        *,
+        status: str,
+        now_ms: int,
+    ) -> RecordResult:
+        """Record a bundle's outcome once (record.lua); refused with another fence."""
+        meta = {
+            "id": bundle_id,
+            "fence": fence,
+            "now": now_ms,
+            "ttl": self.settings.results_ttl_s,
+            "status": status,
+            "outcomes": [
+                {"e": o.event_id, "f": o.fate, "err": o.error, "r": o.reason, "bt": o.bound_to}
+                for o in outcomes
+            ],
+        }
+        reply = self._run(self._scripts.record, source, compact(meta))
+        if not isinstance(reply, list):
+            return RecordResult(done=False)
+        return RecordResult(True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]))
+
+    # -- the ticker's step -------------------------------------------------------------------------
+
+    def take_due(
+        self, sources: Sequence[str], now_ms: int, *, groups: int, polls: int, claims: int
+    ) -> dict[str, DueTaken]:
+        """Due groups, due polls and expired claims of every source, each re-scored to now +
+        the lease; one round trip for all sources."""
+        meta = compact(
+            {
+                "now": now_ms,
+                "lease": self.settings.due_lease_ms,
+                "due": groups,
+                "polls": polls,
+                "claims": claims,
+            }
+        )
+        replies = self._run_many([(self._scripts.take_due, s, [meta]) for s in sources])
+        taken = {}
+        for source, reply in zip(sources, replies, strict=True):
+            data = json.loads(text(reply[0]))
+            taken[source] = DueTaken(
+                groups=tuple(data.get("due") or ()),
+                polls=tuple(data.get("polls") or ()),
+                claims=tuple(data.get("claims") or ()),
+            )
+        return taken
