@@ -7,11 +7,21 @@ while importing `worker.domain` never imports Celery.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_EXPORTS: dict[str, str] = {}
+if TYPE_CHECKING:  # the real names for type checkers; at run time they load on first use
+    from worker.celery_app import (
+        app,
+    )
 
-__all__ = sorted(_EXPORTS)
+# public name -> defining module.
+_EXPORTS: dict[str, str] = {
+    "app": "worker.celery_app",
+}
+
+__all__ = [
+    "app",
+]
 
 
 def __getattr__(name: str) -> Any:

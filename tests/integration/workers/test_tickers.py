@@ -1,0 +1,124 @@
+"""Three tickers on one Redis, ticking at once: each due group is dispatched exactly once.
+
+The tickers are the real `Ticker` (the code the bootstep runs), each with its own Redis client,
+driven from three threads; sending is recorded instead of going to a broker, and no worker runs,
+so nothing flushes the groups: only the lease taken by `claim_due` keeps a second ticker from
+dispatching a group again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from tests.integration.workers.stream import make_stream
+from tests.waiting import wait_for
+from worker.pipeline import build_deps
+from worker.publisher import publish
+from worker.settings import IngestSettings
+from worker.tasks import FLUSH
+from worker.ticker import Ticker
+
+pytestmark = pytest.mark.integration
+
+TICKERS = 3
+GROUPS = 120
+TICK_FOR_S = 1.5
+"""How long the tickers tick: long enough for every group to be due and taken, shorter than the
+lease, so that a group taken twice can only mean two tickers took it."""
+
+
+def test_three_tickers_dispatch_each_due_group_once(redis_url: str) -> None:
+    settings = IngestSettings(
+        redis_url=SecretStr(redis_url),
+        api_key=SecretStr("unused"),
+        linger_ms=20,
+        max_age_ms=100,
+        due_lease_ms=30_000,
+        tick_batch=7,
+    )
+    publisher = build_deps(settings)
+    events = make_stream(
+        sources=["hospital-a", "hospital-b"], groups=GROUPS, events=GROUPS * 3, deletes=False
+    )
+    report = publish(publisher, events)
+    assert report.errors == []
+
+    # Given three tickers, each with its own Redis client, recording what they send ...
+    sent: list[tuple[str, str, str]] = []
+    lock = threading.Lock()
+
+    def recorder(name: str, *, args: Any, retry: bool) -> None:
+        source, ids = args
+        with lock:
+            sent.extend((name, source, group) for group in ids)
+
+    tickers = [
+        Ticker(
+            build_deps(settings, redis=redis.Redis.from_url(redis_url, decode_responses=True)),
+            recorder,
+            batch=settings.tick_batch,
+            backlog_every=1000,
+        )
+        for _ in range(TICKERS)
+    ]
+    failed: list[bool] = []
+    start = threading.Barrier(TICKERS)
+
+    def run(ticker: Ticker) -> None:
+        start.wait()
+        until = time.monotonic() + TICK_FOR_S
+        while time.monotonic() < until:
+            failed.append(ticker.tick().failed)
+
+    # ... when they tick at once, for less than the lease ...
+    threads = [threading.Thread(target=run, args=(t,)) for t in tickers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TICK_FOR_S + 10)
+
+    # ... every group was dispatched, each exactly once, in messages of at most tick_batch ids.
+    dispatched = Counter((source, group) for name, source, group in sent if name == FLUSH)
+    expected = {(e["sourceKey"], e["group"]) for e in events}
+    assert set(dispatched) == expected
+    assert set(dispatched.values()) == {1}
+    assert not any(failed)
+    assert len(failed) > 3 * TICKERS  # each ticker ticked many times
+    for ticker in tickers:
+        ticker.close()
+    publisher.store.client.close()
+
+
+def test_ticker_dispatches_a_group_again_once_its_lease_ends(redis_url: str) -> None:
+    # Given a group taken by one ticker whose message was lost (no worker flushed it) ...
+    settings = IngestSettings(
+        redis_url=SecretStr(redis_url),
+        api_key=SecretStr("unused"),
+        linger_ms=0,
+        max_age_ms=0,
+        due_lease_ms=300,
+    )
+    deps = build_deps(settings)
+    events = make_stream(sources=["hospital-a"], groups=1, events=3, deletes=False)
+    assert publish(deps, events).errors == []
+    sent: list[list[Any]] = []
+    ticker = Ticker(
+        deps, lambda name, *, args, retry: sent.append(args), batch=10, backlog_every=1000
+    )
+
+    first = wait_for(lambda: ticker.tick().sent, timeout_s=5.0)
+    assert first == {FLUSH: 1}
+    taken_at = time.monotonic()
+
+    # ... the same group is dispatched again after the lease, and not before.
+    wait_for(lambda: ticker.tick().sent, timeout_s=5.0)
+    assert time.monotonic() - taken_at >= 0.25
+    assert sent == [["hospital-a", ["g-0"]], ["hospital-a", ["g-0"]]]
+    deps.store.client.close()

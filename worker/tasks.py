@@ -1,0 +1,182 @@
+"""The Celery tasks: thin shells over `worker.pipeline` and `worker.publisher`.
+
+A task's message is a nudge: it names ids (a source and its groups or bundle ids), the records in
+Redis say what to do, and a lost, repeated or late message changes nothing but timing (DESIGN
+invariant 11). So flush, poll and recover never retry: what they leave undone is due again in
+the records, and the ticker sends it again. `ingest.publish` is the one task that carries
+payloads; it retries on a Redis outage (its events exist nowhere else yet) and always shows event
+ids only, in Flower and in the logs (`send_publish`).
+
+Names are explicit and stable: a rename would orphan messages already queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+from celery import Celery, Task
+
+from worker.logging import get_logger
+
+if TYPE_CHECKING:
+    from worker.celery_app import IngestCelery
+
+FLUSH: Final = "ingest.flush"
+POLL: Final = "ingest.poll"
+RECOVER: Final = "ingest.recover"
+PUBLISH: Final = "ingest.publish"
+TASK_NAMES: Final = (FLUSH, POLL, RECOVER, PUBLISH)
+
+PUBLISH_MAX_RETRIES: Final = 8
+"""How often `ingest.publish` tries again while Redis is unreachable."""
+PUBLISH_RETRY_FIRST_S: Final = 1.0
+PUBLISH_RETRY_CAP_S: Final = 60.0
+"""Retry delays double from the first up to the cap (kept far below the visibility timeout)."""
+REPR_MAX_IDS: Final = 20
+"""How many event ids `argsrepr` lists before it only counts."""
+REPR_MAX_ID_LENGTH: Final = 64
+
+PublishMode = Literal["bundle", "bulk"]
+
+log = get_logger(__name__)
+
+
+class PublishFailedError(Exception):
+    """`ingest.publish` gave up: Redis stayed unreachable. Names the task, never the events."""
+
+
+def register_tasks(app: Celery) -> None:
+    """Declare our tasks on `app` (create_app calls it once per app)."""
+    app.task(name=FLUSH, bind=True, acks_late=True, ignore_result=True)(flush)
+    app.task(name=POLL, bind=True, acks_late=True, ignore_result=True)(poll)
+    app.task(name=RECOVER, bind=True, acks_late=True, ignore_result=True)(recover)
+    app.task(
+        name=PUBLISH,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        max_retries=PUBLISH_MAX_RETRIES,
+    )(publish)
+
+
+def _app(task: Task[Any, Any]) -> IngestCelery:
+    return cast("IngestCelery", task.app)
+
+
+def flush(task: Task[Any, Any], source: str, groups: Sequence[str]) -> None:
+    """Flush due groups of one source: plan, reserve and submit their bundles."""
+    from worker import pipeline
+
+    result = pipeline.flush(_app(task).deps(), source, list(groups))
+    log.info("flushed", source=source, groups=len(groups), result=result.to_dict())
+
+
+def poll(task: Task[Any, Any], source: str, bundle_ids: Sequence[str]) -> None:
+    """Poll the Registry tasks of due bundles of one source, and record the finished ones."""
+    from worker import pipeline
+
+    result = pipeline.poll(_app(task).deps(), source, list(bundle_ids))
+    log.info("polled", source=source, bundles=len(bundle_ids), result=result.to_dict())
+
+
+def recover(task: Task[Any, Any], source: str, bundle_ids: Sequence[str]) -> None:
+    """Take over bundles whose worker's claim expired: resume, or resolve their outcome."""
+    from worker import pipeline
+
+    result = pipeline.recover(_app(task).deps(), source, list(bundle_ids))
+    log.info("recovered", source=source, bundles=len(bundle_ids), result=result.to_dict())
+
+
+def publish(
+    task: Task[Any, Any],
+    events: Sequence[Mapping[str, Any]],
+    atomic: bool = False,
+    mode: PublishMode = "bundle",
+) -> None:
+    """Publish events sent by a Celery client; per-event errors go to the results and DLQ."""
+    import redis
+
+    from worker import publisher
+
+    try:
+        report = publisher.publish(_app(task).deps(), events, atomic=atomic, mode=mode)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        retries = int(task.request.retries or 0)
+        if retries >= PUBLISH_MAX_RETRIES:
+            log.error("publish gave up", task_id=task.request.id, events=len(events))
+            raise PublishFailedError(
+                f"ingest.publish[{task.request.id}]: Redis unreachable after {retries} retries "
+                f"({len(events)} events not published)"
+            ) from None
+        log.warning("publish will retry", task_id=task.request.id, retry=retries + 1)
+        # Task.retry() drops argsrepr and kwargsrepr: pass them again, or the payload shows.
+        reprs: dict[str, Any] = {
+            "argsrepr": task.request.get("argsrepr") or publish_argsrepr(events),
+            "kwargsrepr": task.request.get("kwargsrepr") or publish_kwargsrepr(atomic, mode),
+        }
+        raise task.retry(exc=exc, countdown=retry_delay_s(retries), **reprs) from None
+    log.info(
+        "published",
+        task_id=task.request.id,
+        accepted=len(report.accepted),
+        duplicates=len(report.duplicates),
+        refused=len(report.errors),
+    )
+
+
+def retry_delay_s(retries: int) -> float:
+    """Seconds before retry number `retries + 1` of a publish."""
+    return float(min(PUBLISH_RETRY_CAP_S, PUBLISH_RETRY_FIRST_S * 2**retries))
+
+
+def send_publish(
+    app: Celery,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    atomic: bool = False,
+    mode: PublishMode = "bundle",
+    **options: Any,
+) -> str:
+    """Send `ingest.publish` from a Celery client so that Flower and logs show event ids only.
+
+    Without `argsrepr`, Celery shows the events' repr (health data) in the task-sent and
+    task-received events and in the worker's logs. Returns the task id; results are off, so look
+    events up by id (`clinia-ingest status EVENT_ID`).
+    """
+    result = app.send_task(
+        PUBLISH,
+        args=[list(events)],
+        kwargs={"atomic": atomic, "mode": mode},
+        argsrepr=publish_argsrepr(events),
+        kwargsrepr=publish_kwargsrepr(atomic, mode),
+        **options,
+    )
+    return str(result.id)
+
+
+def publish_argsrepr(events: Iterable[Any]) -> str:
+    """The arguments of a publish as Flower may show them: event ids, never payloads."""
+    ids: list[str] = []
+    count = 0
+    for event in events:
+        count += 1
+        if len(ids) < REPR_MAX_IDS:
+            ids.append(_event_id_of(event))
+    more = f", ... {count - len(ids)} more" if count > len(ids) else ""
+    return f"([{', '.join(ids)}{more}],)"
+
+
+def publish_kwargsrepr(atomic: bool, mode: str) -> str:
+    """The keyword arguments of a publish (flags only; nothing to hide)."""
+    return repr({"atomic": bool(atomic), "mode": str(mode)})
+
+
+def _event_id_of(event: Any) -> str:
+    event_id = event.get("eventId") if isinstance(event, Mapping) else None
+    if not isinstance(event_id, str) or not event_id:
+        return "<no id>"
+    printable = "".join(ch if ch.isprintable() else "?" for ch in event_id)
+    if len(printable) > REPR_MAX_ID_LENGTH:
+        printable = printable[:REPR_MAX_ID_LENGTH] + "..."
+    return printable
