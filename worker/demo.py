@@ -1,187 +1,240 @@
-"""`clinia-ingest demo`: the most complete end-to-end path that exists, run against the emulator.
+"""`clinia-ingest demo`: the whole service end to end, on this machine, against the emulator.
 
-It starts the emulator on a free loopback port, then drives it through `RegistryClient` exactly as
-the pipeline will: synchronous bundles, virtual ids, an atomic failure, an asynchronous bundle
-polled to its end, and a bulk task with a per-operation failure. It says plainly what is not built.
+It starts a private Redis, the Registry emulator and two Celery worker processes (each with the
+ticker), publishes a stream of change events to two sources (one whose Registry answers at once,
+one that answers with tasks to poll), waits until the backlog is 0, and shows what became of
+every event, how few Registry requests carried them, and the dead letters. It says plainly what
+is not built yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+import json
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-NOT_BUILT_YET = """\
-Not built yet (so not shown): publishing change events into Redis buffers, coalescing them into
-bundles by entity group, Celery workers that flush, submit and poll, per-event results, dead
-letters and their replay tools. Until they exist this demo drives the Registry client directly."""
+if TYPE_CHECKING:
+    from emulator.app import EmulatorApp
+    from worker.demo_stack import Workers
+    from worker.pipeline import Deps
 
-_T = TypeVar("_T")
+NOT_BUILT_YET = """\
+Not built yet: the failure paths beyond recording and dead-lettering (resolving an ambiguous
+outcome by reading the Registry back, recovery of a bundle whose worker died while sending, pauses
+on 401/403/429/503, bisecting a bundle refused as a whole), the dead-letter tools
+(`clinia-ingest dlq list | show | replay | purge`), `clinia-ingest abandon`, and bulk mode."""
 
 DEMO_KEY = "demo-key"
 SYNC_SOURCE = "demo-clinic"
-ASYNC_SOURCE = "demo-clinic-async"
+ASYNC_SOURCE = "demo-network"
+OFFICES = 20
+PROVIDERS_PER_OFFICE = 6
+DRAIN_TIMEOUT_S = 120.0
+
+FAST = {
+    "linger_ms": 100,
+    "max_age_ms": 500,
+    "poll_first_ms": 50,
+    "poll_cap_ms": 500,
+    "tick_interval_ms": 100,
+    "due_lease_ms": 2000,
+    "claim_ttl_ms": 30_000,
+    "http_deadline_s": 10.0,
+    "task_soft_time_limit_s": 40.0,
+    "task_time_limit_s": 45.0,
+    "visibility_timeout_s": 120.0,
+    "soft_shutdown_timeout_s": 5.0,
+}
+"""Short waits, so the demo drains in seconds; the chain of durations still holds."""
 
 
 def run_demo(out: Callable[[str], None] = print) -> int:
-    """Run the demo against an in-process emulator and return the process exit code."""
-    from api_client import ClientConfig, NotFoundError, PollPolicy, RegistryClient, TaskRef
-    from api_client.models import (
-        BundleReceipts,
-        TaskAccepted,
-    )
-    from api_client.tasks import IssuedBy
+    """Run the demo and return the process exit code."""
     from emulator.app import create_app
     from emulator.config import EmulatorConfig, SourceMode
     from emulator.server import serve_in_thread
+    from worker.demo_stack import PrivateRedis, StackError, Workers
+    from worker.pipeline import build_deps
+    from worker.settings import IngestSettings
 
-    emulator_config = EmulatorConfig(
-        api_key=SecretStr(DEMO_KEY),
-        source_modes={ASYNC_SOURCE: SourceMode.ASYNC},
-        task_pending_polls=2,
+    with tempfile.TemporaryDirectory(prefix="clinia-ingest-demo-") as tmp:
+        directory = Path(tmp)
+        try:
+            redis_server = PrivateRedis(directory)
+        except StackError as exc:
+            out(f"demo: {exc}")
+            return 1
+        emulator_config = EmulatorConfig(
+            api_key=SecretStr(DEMO_KEY),
+            source_modes={ASYNC_SOURCE: SourceMode.ASYNC},
+            task_pending_polls=2,
+        )
+        app = create_app(config=emulator_config)
+        try:
+            with serve_in_thread(app) as server:
+                settings = IngestSettings(
+                    base_url=server.url,
+                    api_key=SecretStr(DEMO_KEY),
+                    redis_url=SecretStr(redis_server.url),
+                    **FAST,  # type: ignore[arg-type]
+                )
+                out(f"Redis on {redis_server.url}, the Registry emulator on {server.url}")
+                workers = Workers(settings, directory, count=2, concurrency=2)
+                out("Two Celery workers (2 processes each, each running the ticker) starting\n")
+                deps = build_deps(settings)
+                try:
+                    return _run(out, deps, workers, app)
+                finally:
+                    workers.stop()
+                    deps.store.client.close()
+        except StackError as exc:
+            out(f"demo: {exc}")
+            return 1
+        finally:
+            redis_server.stop()
+
+
+def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: EmulatorApp) -> int:
+    from worker.publisher import publish
+    from worker.results import backlog, event_status
+
+    events = _stream()
+    out(f"1. Publishing {len(events)} change events to {SYNC_SOURCE} (answers at once) and")
+    out(f"   {ASYNC_SOURCE} (answers with tasks to poll): offices, providers created by ref,")
+    out("   relationships between them, repeated updates, deletes, and three bad events")
+    report = publish(deps, events)
+    again = publish(deps, events[:10])
+    counts = report.counts
+    out(
+        f"   accepted {counts.get('accepted', 0)}, refused {counts.get('errors', 0)}; "
+        f"publishing the first 10 again: {again.counts.get('duplicates', 0)} duplicates"
     )
-    fast_polls = PollPolicy(first_wait_s=0.05, multiplier=2.0, cap_s=0.5, jitter=0.2)
-    with serve_in_thread(create_app(config=emulator_config)) as server:
-        out(f"Registry emulator listening on {server.url} (loopback only)\n")
-        config = ClientConfig(base_url=server.url, api_key=SecretStr(DEMO_KEY))
-        with RegistryClient(config) as client:
-            out("1. Bundle: an office, a provider and the relationship between them (synchronous)")
-            answer = _expect(client.submit_bundle(SYNC_SOURCE, _seed_bundle()), BundleReceipts)
-            _show_receipts(out, answer.resource_operation_receipts)
-            _show_receipts(out, answer.relationship_operation_receipts)
-            office = client.get_resource(SYNC_SOURCE, "office", "1")
-            out(f"   read back: office 1 is named {(office.data or {}).get('name')!r}\n")
+    for refused in report.errors:
+        for problem in refused.problems:
+            out(f"   refused: event {refused.event_id}: {problem.field}: {problem.reason}")
+    assigned = report.assigned_ids
+    sample = next(iter(assigned.items()), None)
+    if sample is not None:
+        out(
+            f"   {len(assigned)} CREATEs without an id got one at publish, "
+            f"e.g. event {sample[0]} -> {sample[1]}"
+        )
 
-            out("2. Bundle with virtual ids: the Registry generates the ids")
-            answer = _expect(
-                client.submit_bundle(SYNC_SOURCE, _virtual_id_bundle()), BundleReceipts
+    out("\n2. The workers coalesce, plan bundles, submit, poll and record ...")
+    started = time.monotonic()
+    deadline = started + DRAIN_TIMEOUT_S
+    next_report = started
+    while True:
+        left = backlog(deps).total
+        if left == 0:
+            break
+        if time.monotonic() >= next_report:
+            out(f"   backlog {left}")
+            next_report += 1.0
+        if time.monotonic() > deadline:
+            out(f"demo: the backlog did not drain within {DRAIN_TIMEOUT_S:.0f} s")
+            return 1
+        workers.alive()
+        time.sleep(0.2)
+    out(f"   backlog 0 after {time.monotonic() - started:.1f} s")
+
+    statuses = Counter(event_status(deps, event["eventId"]).status for event in events)
+    requests = [r for r in app.context.requests.entries() if r.get("route")]
+    routes = Counter(str(r["route"]) for r in requests)
+    out("\n3. What became of every event")
+    for status, count in sorted(statuses.items()):
+        out(f"   {status:<14} {count}")
+    out(
+        f"\n   {len(requests)} Registry requests carried {counts.get('accepted', 0)} events "
+        "(one single write each would take as many requests as events): "
+        + ", ".join(f"{route} {count}" for route, count in sorted(routes.items()))
+    )
+    for source in (SYNC_SOURCE, ASYNC_SOURCE):
+        snapshot = app.context.registry.snapshot(source)
+        out(
+            f"   {source}: {len(snapshot['resources'])} resources and "
+            f"{len(snapshot['relationships'])} relationships in the Registry"
+        )
+
+    out("\n4. Dead letters (kept with their full context, for the replay tools to come)")
+    for source in (SYNC_SOURCE, ASYNC_SOURCE):
+        for entry_id, fields in _dead_letters(deps, source):
+            error = _short_error(fields.get("error", ""))
+            out(
+                f"   {source} {entry_id}: event {fields.get('eventId')} at stage "
+                f"{fields.get('stage')}: {error}"
             )
-            _show_receipts(out, answer.resource_operation_receipts)
-            _show_receipts(out, answer.relationship_operation_receipts)
-            out("")
-
-            out("3. Bundle with a property the profile does not know: atomic, nothing persisted")
-            answer = _expect(client.submit_bundle(SYNC_SOURCE, _failing_bundle()), BundleReceipts)
-            _show_receipts(out, answer.resource_operation_receipts)
-            _show_receipts(out, answer.relationship_operation_receipts)
-            try:
-                client.get_resource(SYNC_SOURCE, "office", "3")
-            except NotFoundError:
-                out("   read back: office 3 does not exist (the whole bundle was rolled back)\n")
-            else:
-                raise RuntimeError("the failed bundle persisted office 3")
-
-            out("4. The same office bundle on a source that answers asynchronously")
-            accepted = _expect(client.submit_bundle(ASYNC_SOURCE, _seed_bundle()), TaskAccepted)
-            ref = TaskRef.from_submission(ASYNC_SOURCE, accepted.task_id, issued_by=IssuedBy.BUNDLE)
-            out(f"   ACCEPTED as task {ref.task_id}; polling it with backoff ...")
-            state = client.wait_for_task(ref, deadline_s=10.0, policy=fast_polls)
-            out(f"   task {ref.task_id}: {state.status}")
-            _show_receipts(out, state.receipts or [])
-            out("")
-
-            out("5. Bulk: three provider creates, one of an id that already exists")
-            accepted_bulk = _expect(
-                client.submit_resource_bulk(SYNC_SOURCE, _bulk_request()), TaskAccepted
-            )
-            ref = TaskRef.from_submission(
-                SYNC_SOURCE, accepted_bulk.task_id, issued_by=IssuedBy.RESOURCES_BULK
-            )
-            state = client.wait_for_task(ref, deadline_s=10.0, policy=fast_polls)
-            out(f"   bulk task {ref.task_id}: {state.status} (one operation failed on its own)")
-            _show_receipts(out, state.receipts or [])
+    probe = "demo-office-1"
+    found = event_status(deps, probe)
+    out(f"\n   clinia-ingest status {probe}: {found.status}, bundle {found.bundle_id}")
     out("")
     out(NOT_BUILT_YET)
     return 0
 
 
-def _expect(answer: object, kind: type[_T]) -> _T:
-    """The answer as the kind the emulator's configuration guarantees, or a loud failure."""
-    if not isinstance(answer, kind):
-        raise RuntimeError(f"expected {kind.__name__}, the Registry answered {answer!r}")
-    return answer
+def _dead_letters(deps: Deps, source: str) -> list[tuple[str, dict[str, str]]]:
+    from worker.store.keys import SourceKeys
+
+    entries = deps.store.client.xrange(SourceKeys(source).dlq) or []
+    return [
+        (str(entry_id), {str(k): str(v) for k, v in (fields or {}).items()})
+        for entry_id, fields in entries
+    ]
 
 
-def _show_receipts(out: Callable[[str], None], receipts: Iterable[Any]) -> None:
-    for receipt in receipts:
-        line = f"   {receipt.status!s:<9} {receipt.type} {receipt.id}"
-        if receipt.error is not None:
-            line += f"  <- {receipt.error.type}: {receipt.error.message}"
-            for detail in receipt.error.details:
-                line += f" ({detail.message})"
-        out(line)
+def _short_error(text: str) -> str:
+    try:
+        error = json.loads(text)
+    except ValueError:
+        return text[:160]
+    if not isinstance(error, dict):
+        return text[:160]
+    if "problems" in error:  # refused at publish: each problem names its field
+        return "; ".join(f"{p.get('field')}: {p.get('reason')}" for p in error["problems"])
+    details = "; ".join(str(d.get("message")) for d in error.get("details") or [])
+    message = f"{error.get('type')}: {error.get('message')}"
+    return f"{message} ({details})" if details else message
 
 
-def _seed_bundle() -> Any:
-    """The bundle guide's example: UPSERTs of office 1, provider 2 and their relationship."""
-    return _office_and_provider("UPSERT", "1", "2", ("Clinic Name", "John Doe"))
+def _stream() -> list[dict[str, Any]]:
+    """Offices, providers created by ref, links, updates, deletes and three bad events."""
+    events: list[dict[str, Any]] = []
 
+    def add(source: str, **fields: Any) -> None:
+        events.append({"eventId": f"demo-{fields.pop('name')}", "sourceKey": source, **fields})
 
-def _virtual_id_bundle() -> Any:
-    """The bundle guide's virtual-id example: CREATEs whose ids the Registry generates."""
-    return _office_and_provider("CREATE", "@rootId1", "@rootId2", ("Second Clinic", "Jane Roe"))
-
-
-def _office_and_provider(action: str, office: str, provider: str, names: tuple[str, str]) -> Any:
-    from api_client.models import (
-        BundleRequest,
-        EntityRef,
-        RelationshipOperation,
-        RelationshipPayload,
-        ResourceOperation,
-        ResourcePayload,
-    )
-
-    resource_op = (
-        ResourceOperation.for_create if action == "CREATE" else ResourceOperation.for_upsert
-    )
-    relationship_op = (
-        RelationshipOperation.for_create if action == "CREATE" else RelationshipOperation.for_upsert
-    )
-    return BundleRequest(
-        resource_operations=[
-            resource_op(ResourcePayload(id=office, type="office", data={"name": names[0]})),
-            resource_op(ResourcePayload(id=provider, type="provider", data={"name": names[1]})),
-        ],
-        relationship_operations=[
-            relationship_op(
-                RelationshipPayload(
-                    type="provider-office",
-                    from_=EntityRef(id=office, type="office"),
-                    to=EntityRef(id=provider, type="provider"),
-                    data={"description": "Works at"},
-                )
-            )
-        ],
-    )
-
-
-def _failing_bundle() -> Any:
-    from api_client.models import BundleRequest, ResourceOperation, ResourcePayload
-
-    request = _seed_bundle()
-    broken = ResourceOperation.for_upsert(
-        ResourcePayload(id="3", type="office", data={"name": "Clinic Name", "UNKNOWN": "x"})
-    )
-    return BundleRequest(
-        resource_operations=[broken, request.resource_operations[1]],
-        relationship_operations=request.relationship_operations,
-    )
-
-
-def _bulk_request() -> Any:
-    from api_client.models import ResourceBulkRequest, ResourceOperation, ResourcePayload
-
-    def provider(id_: str, name: str) -> ResourceOperation:
-        return ResourceOperation.for_create(
-            ResourcePayload(id=id_, type="provider", data={"name": name})
-        )
-
-    return ResourceBulkRequest(
-        operations=[
-            provider("p-10", "Ada Lovelace"),
-            provider("2", "Duplicate"),
-            provider("p-11", "Alan Turing"),
-        ]
-    )
+    for source in (SYNC_SOURCE, ASYNC_SOURCE):
+        tag = "" if source == SYNC_SOURCE else "n-"
+        for o in range(1, OFFICES + 1):
+            office = f"{tag}o-{o}"
+            add(source, name=f"{tag}office-{o}", target="resource", action="UPSERT",
+                type="office", id=office, data={"name": f"Clinic {o}"})  # fmt: skip
+            for p in range(1, PROVIDERS_PER_OFFICE + 1):
+                ref = f"{tag}new-provider-{o}-{p}"
+                add(source, name=f"{tag}provider-{o}-{p}", target="resource", action="CREATE",
+                    type="provider", ref=ref,
+                    data={"name": f"Provider {o}-{p}", "practiceNumber": 1000 * o + p})  # fmt: skip
+                ends = {
+                    "from": {"type": "office", "id": office},
+                    "to": {"type": "provider", "ref": ref},
+                }
+                add(source, name=f"{tag}works-at-{o}-{p}", target="relationship",
+                    action="UPSERT", type="provider-office", data={"description": "Works at"},
+                    **ends)  # fmt: skip
+                if p == PROVIDERS_PER_OFFICE:
+                    add(source, name=f"{tag}left-{o}-{p}", target="relationship",
+                        action="DELETE", type="provider-office", **ends)  # fmt: skip
+            add(source, name=f"{tag}office-{o}-renamed", target="resource", action="UPSERT",
+                type="office", id=office, data={"name": f"Clinic {o} (renamed)"})  # fmt: skip
+        add(source, name=f"{tag}office-1-created-twice", target="resource", action="CREATE",
+            type="office", id=f"{tag}o-1", data={"name": "Clinic 1 again"})  # fmt: skip
+        add(source, name=f"{tag}unknown-property", target="resource", action="UPSERT",
+            type="office", id=f"{tag}o-bad", data={"name": "Clinic", "UNKNOWN": "x"})  # fmt: skip
+    add(SYNC_SOURCE, name="no-type", target="resource", action="UPSERT", id="o-x", data={})
+    return events

@@ -14,19 +14,6 @@ def test_main_without_command_exits_with_usage(capsys: pytest.CaptureFixture[str
     assert "COMMAND" in capsys.readouterr().err
 
 
-def test_main_demo_drives_the_emulator_and_says_what_is_missing(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "SUCCESS   provider-office office.1,provider.2" in out
-    assert "additionalProperties 'UNKNOWN' not allowed" in out
-    assert "office 3 does not exist" in out
-    assert "ALREADY_EXISTS: record with id '2' already exists" in out
-    assert "polling it with backoff" in out
-    assert "Not built yet" in out
-
-
 def test_main_emulator_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["emulator", "--help"])

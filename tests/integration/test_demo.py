@@ -1,0 +1,29 @@
+"""The demo runs the whole service end to end: a private Redis, the emulator, two workers."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from worker.demo import NOT_BUILT_YET, run_demo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def test_run_demo_drains_the_stream_and_reports_every_outcome() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("the demo needs redis-server")
+    lines: list[str] = []
+    assert run_demo(lines.append) == 0
+    out = "\n".join(lines)
+    assert "backlog 0 after" in out
+    assert "refused: event demo-no-type: type: is required" in out
+    assert "10 duplicates" in out
+    # Every accepted event has a final outcome: 600 applied, the 4 bad ones dead-lettered.
+    assert "applied        600" in out
+    assert "dead_lettered  4" in out
+    assert "pending" not in out.split("3. What became of every event")[1].split("Registry")[0]
+    assert "ALREADY_EXISTS: record with id 'o-1' already exists" in out
+    assert "additionalProperties 'UNKNOWN' not allowed" in out
+    assert NOT_BUILT_YET in out
