@@ -54,3 +54,19 @@ def test_compose_passes_secrets_as_files_only() -> None:
 def test_compose_build_context_has_the_dockerfile() -> None:
     build = _compose()["services"]["emulator"]["build"]
     assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+
+
+def test_compose_worker_stops_within_its_grace_period() -> None:
+    worker = _compose()["services"]["worker"]
+    assert worker["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+    grace_s = int(worker["stop_grace_period"].removesuffix("s"))
+    from worker.settings import IngestSettings
+
+    soft_shutdown_s = IngestSettings.model_fields["soft_shutdown_timeout_s"].default
+    assert soft_shutdown_s < grace_s
+
+
+def test_compose_exposes_ports_on_loopback_only() -> None:
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
