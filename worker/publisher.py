@@ -6,6 +6,12 @@ the `publish.lua` call of every source and the dead letters. Invalid
 events come back as per-event errors (and are dead-lettered before this returns) while the valid
 ones go in. `atomic=True` makes the whole call one atomic batch: refused as a whole, with the
 reason, when any event is invalid or the batch could not travel as one bundle.
+
+`mode="bulk"` (backfills) buffers the events apart, in the bulk buffer of their named group
+(`keys.bulk_group`), which a flush sends as bulk requests. An event whose entity is already pending
+joins the buffer that holds it, whatever its mode (one buffer per entity, DESIGN invariant 3), and
+travels in that buffer's mode. Atomic batches are refused in bulk mode (nothing is all-or-nothing in
+a bulk request).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from worker.domain.plan import check_atomic_batch
 from worker.domain.refs import assign_ids
 from worker.ids import new_id as default_new_id
 from worker.store import InvalidEntry, Store
-from worker.store.keys import INVALID_SOURCE
+from worker.store.keys import INVALID_SOURCE, bulk_group
 from worker.store.records import PublishItem
 
 if TYPE_CHECKING:
@@ -201,7 +207,7 @@ def publish(
         target: the pipeline's `Deps`, or a bare `Store` (real clock, KSUID ids).
         events: raw events as decoded from JSON (camelCase).
         atomic: the whole call is one atomic batch: all applied or none.
-        mode: "bundle"; "bulk" (backfills through bulk requests) is refused, per batch, for now.
+        mode: "bundle", or "bulk" (backfills, sent as bulk requests; no atomic batch).
 
     Returns:
         Accepted events (with assigned ids), duplicates (with their first result) and per-event
@@ -211,12 +217,9 @@ def publish(
         ValueError: an unknown `mode`.
         redis.RedisError: Redis could not be reached (then nothing is acknowledged).
     """
-    entries = [_Entry(index, raw) for index, raw in enumerate(events)]
-    if mode == "bulk":
-        problem = Problem("mode", "bulk mode is not implemented yet; publish with mode='bundle'")
-        return PublishReport(errors=[_error(e, (problem,)) for e in entries])
-    if mode != "bundle":
+    if mode not in ("bundle", "bulk"):
         raise ValueError("mode: must be 'bundle' or 'bulk'")
+    entries = [_Entry(index, raw) for index, raw in enumerate(events)]
     ctx = _context(target)
     now_ms = ctx.now_ms()
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
@@ -227,7 +230,9 @@ def publish(
         else:
             entry.event = result
     _mark_repeats(entries)
-    if atomic:
+    if mode == "bulk":
+        _refuse_batches_in_bulk(entries, whole_call=atomic)
+    elif atomic:
         _make_one_batch(entries, ctx.new_id())
     by_source: dict[str, list[_Entry]] = defaultdict(list)
     for entry in entries:
@@ -237,7 +242,7 @@ def publish(
     for source, members in by_source.items():
         _resolve(ctx, source, members)
         _check_batches(ctx, members)
-        items[source] = [_item(e) for e in members if not e.problems]
+        items[source] = [_item(e, bulk=mode == "bulk") for e in members if not e.problems]
     invalid = [_dead_letter(e) for e in entries if e.problems]
     replies = ctx.store.publish({s: batch for s, batch in items.items() if batch}, invalid, now_ms)
     return _report(entries, by_source, replies)
@@ -253,6 +258,16 @@ def _mark_repeats(entries: Sequence[_Entry]) -> None:
             entry.duplicate_of = first[key]
         else:
             first[key] = entry.index
+
+
+def _refuse_batches_in_bulk(entries: Sequence[_Entry], *, whole_call: bool) -> None:
+    """Bulk mode: an atomic batch (the whole call, or an event naming one) is refused."""
+    problem = Problem(
+        "atomicBatch", "bulk requests are not atomic; publish atomic batches in mode='bundle'"
+    )
+    for entry in entries:
+        if whole_call or (entry.event is not None and entry.event.atomic_batch is not None):
+            entry.refuse(problem)
 
 
 def _make_one_batch(entries: Sequence[_Entry], batch_id: str) -> None:
@@ -343,7 +358,7 @@ def _check_batches(ctx: _Context, members: Sequence[_Entry]) -> None:
             entry.event = entry.event.model_copy(update={"atomic_batch": scoped})
 
 
-def _item(entry: _Entry) -> PublishItem:
+def _item(entry: _Entry, *, bulk: bool) -> PublishItem:
     event = entry.event
     assert event is not None
     key = key_of(event)
@@ -354,7 +369,7 @@ def _item(entry: _Entry) -> PublishItem:
         body=body,
         entity=str(key),
         resources=tuple(str(r) for r in resources_touched(key)),
-        named_group=named_group(event),
+        named_group=bulk_group(named_group(event)) if bulk else named_group(event),
         size=len(body.encode("utf-8")),
         assigned_id=event.id if event.generated_id else None,
         atomic_batch=event.atomic_batch,

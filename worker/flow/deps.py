@@ -11,6 +11,7 @@ import httpx
 import redis
 
 from api_client import RegistryClient
+from worker.domain.bulk import BulkCaps
 from worker.ids import IdSource
 from worker.settings import IngestSettings
 from worker.store import Store
@@ -40,6 +41,8 @@ class Deps:
     rng: random.Random = field(default_factory=random.Random)
     decoded: DecodedEvents = field(default_factory=DecodedEvents)
     """Events decoded by earlier flushes of this process (bounded)."""
+    bulk_caps: BulkCaps = field(default_factory=BulkCaps)
+    """Limits of one bulk request (a flush reads at most `flush_read_limit` events anyway)."""
 
     def __repr__(self) -> str:
         return f"Deps(base_url={self.settings.base_url!r})"

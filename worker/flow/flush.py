@@ -122,6 +122,7 @@ def flush(deps: Deps, source: str, groups: Sequence[str]) -> FlushResult:
             caps=deps.settings.plan_caps(),
             mode=deps.settings.coalesce_mode,
             new_id=deps.new_id,
+            bulk_caps=deps.bulk_caps,
         )
         claimed = _reserve(deps, source, snapshot, selection, result)
         result.groups += len(visited)

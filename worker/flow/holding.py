@@ -4,12 +4,14 @@ An event is held when its entity is busy (a bundle in flight writes it, or, for 
 bundle references it; a relationship also waits while a bundle writes one of its ends), when it
 touches a resource that an unread buffer may hold earlier events on (tainted), or when it touches
 what an earlier held event touches (so nothing overtakes a held event on shared resources). The
-events of an atomic batch are held together. The rest may be planned now, in publish order.
+events of an atomic batch are held together. A flush also defers the events of the other mode
+(bundle or bulk) than the one it plans: they are held the same way, due again at once. The rest
+may be planned now, in publish order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from worker.domain.events import ChangeEvent
@@ -77,6 +79,8 @@ class Hold:
 
     blockers: frozenset[str] = frozenset()
     tainted: bool = False
+    deferred: bool = False
+    """Behind an event of the other mode than the flush plans: due again at once."""
 
 
 def _scan(
@@ -84,36 +88,46 @@ def _scan(
     locks: LockView,
     tainted: frozenset[str],
     forced: Mapping[str, Hold],
+    defer: Collection[str],
 ) -> dict[str, Hold]:
     held: dict[str, Hold] = {}
     held_blockers: dict[str, set[str]] = {}
     held_tainted: set[str] = set()
+    held_deferred: set[str] = set()
     for candidate in candidates:
         blockers = locks.busy_for(candidate)
         is_tainted = bool(tainted.intersection(candidate.resources))
-        blocked = bool(blockers) or is_tainted
+        deferred = candidate.event_id in defer
+        blocked = bool(blockers) or is_tainted or deferred
         for resource in candidate.resources:
             if resource in held_blockers:
                 blocked = True
                 blockers |= held_blockers[resource]
                 is_tainted = is_tainted or resource in held_tainted
+                deferred = deferred or resource in held_deferred
         batch = candidate.event.atomic_batch
         if batch is not None and batch in forced:
             blocked = True
             blockers |= forced[batch].blockers
             is_tainted = is_tainted or forced[batch].tainted
+            deferred = deferred or forced[batch].deferred
         if not blocked:
             continue
-        held[candidate.event_id] = Hold(frozenset(blockers), is_tainted)
+        held[candidate.event_id] = Hold(frozenset(blockers), is_tainted, deferred)
         for resource in candidate.resources:
             held_blockers.setdefault(resource, set()).update(blockers)
             if is_tainted:
                 held_tainted.add(resource)
+            if deferred:
+                held_deferred.add(resource)
     return held
 
 
 def hold_back(
-    candidates: Sequence[Candidate], locks: LockView, tainted: frozenset[str] = frozenset()
+    candidates: Sequence[Candidate],
+    locks: LockView,
+    tainted: frozenset[str] = frozenset(),
+    defer: Collection[str] = frozenset(),
 ) -> tuple[list[Candidate], dict[str, Hold]]:
     """Split `candidates` (publish order) into those to plan now and those held, with why.
 
@@ -121,10 +135,11 @@ def hold_back(
         candidates: buffered events in publish order.
         locks: the locks read with them, plus the bundles this flush already chose.
         tainted: resources an unread buffer may hold earlier events on.
+        defer: ids of events of the mode this flush does not plan.
     """
     forced: dict[str, Hold] = {}
     while True:
-        held = _scan(candidates, locks, tainted, forced)
+        held = _scan(candidates, locks, tainted, forced, defer)
         grown = False
         for candidate in candidates:
             batch = candidate.event.atomic_batch
@@ -135,6 +150,7 @@ def hold_back(
             merged = Hold(
                 hold.blockers | (known.blockers if known else frozenset()),
                 hold.tainted or (known.tainted if known else False),
+                hold.deferred or (known.deferred if known else False),
             )
             if known != merged:
                 forced[batch] = merged

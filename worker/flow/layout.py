@@ -3,7 +3,8 @@
 The record keeps, per operation, its action and its events (id and publish seq, carrier last);
 the events' bodies stay in their own hashes. Rebuilt with the core's `plan_op`, the bundle is the
 one planned (a test checks it byte for byte), so a poll or a recovery in another process reads
-the receipts against the operations that were really sent.
+the receipts against the operations that were really sent. A bulk request's layout says so
+(`"k": "bulk"`) and holds its operations under the key of its kind, the other list empty.
 """
 
 from __future__ import annotations
@@ -13,12 +14,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from api_client.models import Action, dump_json
+from worker.domain.bulk import BulkRequestPlan, bulk_request
 from worker.domain.coalesce import Role
-from worker.domain.events import ChangeEvent
+from worker.domain.events import ChangeEvent, Target
 from worker.domain.ops import PlannedEvent, PlannedOp, bundle_request, plan_op
 from worker.domain.plan import BundlePlan
 
-__all__ = ["LayoutError", "encode_layout", "layout_event_ids", "rebuild_bundle"]
+__all__ = [
+    "LayoutError",
+    "Sendable",
+    "encode_layout",
+    "layout_event_ids",
+    "rebuild_bundle",
+    "sendable_event_ids",
+]
+
+Sendable = BundlePlan | BulkRequestPlan
+"""What one record sends: a bundle, or one bulk request."""
+
+
+def sendable_event_ids(sendable: Sendable) -> tuple[str, ...]:
+    """Every event whose fate a bundle or a bulk request carries, in request order."""
+    return tuple(event_id for op in sendable.ops for event_id in op.event_ids)
 
 
 class LayoutError(ValueError):
@@ -29,13 +46,17 @@ def _ops(ops: Sequence[PlannedOp], seqs: Mapping[str, int]) -> list[list[Any]]:
     return [[op.action.value, [[e.event_id, seqs[e.event_id]] for e in op.events]] for op in ops]
 
 
-def encode_layout(bundle: BundlePlan, seqs: Mapping[str, int]) -> str:
+def encode_layout(bundle: Sendable, seqs: Mapping[str, int]) -> str:
     """The layout of `bundle`, its event positions replaced by their publish seqs."""
-    layout = {
+    layout: dict[str, Any] = {
         "r": _ops(bundle.resource_ops, seqs),
         "l": _ops(bundle.relationship_ops, seqs),
-        "i": 1 if bundle.isolated else 0,
     }
+    if isinstance(bundle, BulkRequestPlan):
+        layout["k"] = "bulk"
+        layout["t"] = bundle.target.value
+    else:
+        layout["i"] = 1 if bundle.isolated else 0
     return json.dumps(layout, separators=(",", ":"))
 
 
@@ -57,8 +78,8 @@ def _rebuild_ops(raw: Sequence[Any], events: Mapping[str, ChangeEvent]) -> tuple
     return tuple(ops)
 
 
-def rebuild_bundle(layout: str, events: Mapping[str, ChangeEvent]) -> BundlePlan:
-    """The bundle a layout describes, over the events it names.
+def rebuild_bundle(layout: str, events: Mapping[str, ChangeEvent]) -> Sendable:
+    """The bundle (or bulk request) a layout describes, over the events it names.
 
     Raises:
         LayoutError: an event is missing, or the layout is not one this module wrote.
@@ -68,10 +89,18 @@ def rebuild_bundle(layout: str, events: Mapping[str, ChangeEvent]) -> BundlePlan
         resource_ops = _rebuild_ops(data["r"], events)
         relationship_ops = _rebuild_ops(data["l"], events)
         isolated = bool(data.get("i"))
+        bulk = data.get("k") == "bulk"
+        target = Target(data["t"]) if bulk else None
     except KeyError as exc:
         raise LayoutError(f"bundle layout: event or field {exc} missing") from None
     except (TypeError, ValueError) as exc:
         raise LayoutError(f"bundle layout unreadable ({type(exc).__name__})") from None
+    if target is not None:
+        ops = resource_ops if target is Target.RESOURCE else relationship_ops
+        if not ops or (resource_ops and relationship_ops):
+            raise LayoutError("bulk layout: one kind of operations, at least one")
+        body = bulk_request(target, ops)
+        return BulkRequestPlan(0, target, ops, body, len(dump_json(body)))
     request = bundle_request(resource_ops, relationship_ops)
     size = len(dump_json(request))
     return BundlePlan(0, resource_ops, relationship_ops, request, size, isolated)

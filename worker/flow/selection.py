@@ -13,6 +13,13 @@ The steps (docs/pipeline.md, "Flush"):
    (docs/coalescing.md, rule F); at the first surprise it stops, and they are planned again.
 5. Say, per buffer, when it is due again: at once when something was left for a limit, after
    the linger when an unread buffer is involved, else when the bundles it waits for are recorded.
+
+Events in a bulk buffer (`keys.is_bulk_group`) leave in bulk requests (`plan_bulk`), unless they
+belong to an atomic batch (a batch always travels as one bundle). One flush plans one mode: the
+mode of the first event it may send; the events of the other mode are deferred (held, with
+everything behind them on shared resources, and due again at once), so the two modes never
+overtake each other on a shared resource. A bulk request is reserved like a bundle (a record,
+locks, a claim); the requests of one plan that depend on an earlier one are its followers.
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from api_client.models import ErrorBody
+from worker.domain.bulk import BulkCaps, plan_bulk, validate_bulk_plan
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.keys import RelationshipKey
 from worker.domain.outcomes import outcomes_for_rejections
-from worker.domain.plan import BundlePlan, PlanCaps, plan_bundles
+from worker.domain.plan import PlanCaps, Rejection, plan_bundles
 from worker.domain.plan_check import validate_plan
 from worker.flow.holding import Candidate, Hold, LockView, hold_back
-from worker.flow.layout import encode_layout
+from worker.flow.layout import Sendable, encode_layout, sendable_event_ids
+from worker.store.keys import is_bulk_group
 from worker.store.records import GroupDue, Hint, Snapshot
 
-__all__ = ["SelectedBundle", "Selection", "cut_to_snapshot", "select_bundles"]
+__all__ = ["SelectedBundle", "Selection", "cut_to_snapshot", "select_bundles", "travels_in_bulk"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class SelectedBundle:
     """A bundle chosen to reserve: its plan, id, locks and the buffers its events come from."""
 
     bundle_id: str
-    plan: BundlePlan
+    plan: Sendable
     writes: tuple[str, ...]
     reads: tuple[str, ...]
     groups: tuple[str, ...]
@@ -46,7 +56,7 @@ class SelectedBundle:
     @property
     def event_ids(self) -> tuple[str, ...]:
         """Every event it carries."""
-        return self.plan.event_ids
+        return sendable_event_ids(self.plan)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class Selection:
     """Events of followers that depend on no bundle taken now (due again at once)."""
 
 
-def bundle_locks(bundle: BundlePlan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def bundle_locks(bundle: Sendable) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(keys it writes, keys it only references): exclusive and shared locks."""
     writes = tuple(sorted({str(op.key) for op in bundle.ops}))
     reads = {
@@ -108,9 +118,9 @@ def tainted_resources(snapshot: Snapshot) -> frozenset[str]:
     )
 
 
-def _ready(bundles: Sequence[BundlePlan]) -> list[BundlePlan]:
+def _ready(bundles: Sequence[Sendable]) -> list[Sendable]:
     """The bundles that conflict with no earlier bundle of their plan."""
-    ready: list[BundlePlan] = []
+    ready: list[Sendable] = []
     seen_writes: set[str] = set()
     seen_reads: set[str] = set()
     for bundle in bundles:
@@ -122,6 +132,48 @@ def _ready(bundles: Sequence[BundlePlan]) -> list[BundlePlan]:
     return ready
 
 
+def travels_in_bulk(candidate: Candidate) -> bool:
+    """Whether an event leaves in a bulk request: in a bulk buffer, and in no atomic batch."""
+    return is_bulk_group(candidate.group) and candidate.event.atomic_batch is None
+
+
+def _rejection_errors(rejections: Iterable[Rejection]) -> list[tuple[str, str]]:
+    return [
+        (
+            planned.event_id,
+            ErrorBody(
+                code=413, type=rejection.error_type, message=rejection.reason
+            ).model_dump_json(exclude_none=True),
+        )
+        for rejection in rejections
+        for planned in rejection.events
+    ]
+
+
+def _plan(
+    free: Sequence[Candidate],
+    no_merge: set[str],
+    *,
+    bulk: bool,
+    caps: PlanCaps,
+    bulk_caps: BulkCaps,
+    mode: CoalesceMode,
+) -> tuple[Sequence[Sendable], list[tuple[str, str]]]:
+    """The bundles (or bulk requests) for the free events, and the events none can carry."""
+    events = [c.event for c in free]
+    if bulk:
+        bulk_plan = plan_bulk(events, caps=bulk_caps, mode=mode, no_merge=no_merge)
+        validate_bulk_plan(bulk_plan, bulk_caps)
+        return bulk_plan.requests, _rejection_errors(bulk_plan.rejected)
+    plan = plan_bundles(events, caps=caps, mode=mode, no_merge=no_merge)
+    validate_plan(plan, caps)
+    rejected = []
+    for outcome in outcomes_for_rejections(plan).outcomes:
+        error = outcome.error.model_dump_json(exclude_none=True) if outcome.error else "{}"
+        rejected.append((outcome.event_id, error))
+    return plan.bundles, rejected
+
+
 def select_bundles(
     snapshot: Snapshot,
     candidates: Sequence[Candidate],
@@ -129,6 +181,7 @@ def select_bundles(
     caps: PlanCaps,
     mode: CoalesceMode,
     new_id: Callable[[], str],
+    bulk_caps: BulkCaps | None = None,
 ) -> Selection:
     """Steps 1 to 5 over one snapshot's events (publish order)."""
     kept = cut_to_snapshot(snapshot, candidates)
@@ -141,31 +194,33 @@ def select_bundles(
     by_id = {c.event_id: c for c in kept}
     no_merge = {c.event_id for c in kept if c.no_merge}
 
-    def chosen(bundle: BundlePlan) -> SelectedBundle:
+    def chosen(bundle: Sendable) -> SelectedBundle:
         writes, reads = bundle_locks(bundle)
-        seqs = {eid: by_id[eid].seq for eid in bundle.event_ids}
-        groups = tuple(sorted({by_id[eid].group for eid in bundle.event_ids}))
+        event_ids = sendable_event_ids(bundle)
+        seqs = {eid: by_id[eid].seq for eid in event_ids}
+        groups = tuple(sorted({by_id[eid].group for eid in event_ids}))
         return SelectedBundle(new_id(), bundle, writes, reads, groups, encode_layout(bundle, seqs))
 
     free, held = hold_back(kept, locks, tainted)
     if not free:
         hints = _hints(snapshot, candidates, kept_ids, [], held)
         return Selection((), (), (), hints, len(held), 0)
-    plan = plan_bundles([c.event for c in free], caps=caps, mode=mode, no_merge=no_merge)
-    validate_plan(plan, caps)
-    rejected = []
-    for outcome in outcomes_for_rejections(plan).outcomes:
-        error = outcome.error.model_dump_json(exclude_none=True) if outcome.error else "{}"
-        rejected.append((outcome.event_id, error))
-    ready = _ready(plan.bundles)
+    bulk = travels_in_bulk(free[0])
+    defer = frozenset(c.event_id for c in kept if travels_in_bulk(c) != bulk)
+    if defer:
+        free, held = hold_back(kept, locks, tainted, defer)
+    sendables, rejected = _plan(
+        free, no_merge, bulk=bulk, caps=caps, bulk_caps=bulk_caps or BulkCaps(), mode=mode
+    )
+    ready = _ready(sendables)
     ready_ids = {id(b) for b in ready}
     selected = [chosen(b) for b in ready]
-    followers = [chosen(b) for b in plan.bundles if id(b) not in ready_ids]
+    followers = [chosen(b) for b in sendables if id(b) not in ready_ids]
     for selection in selected:
         locks.add(selection.bundle_id, selection.writes, selection.reads)
-    placed = {eid for b in ready for eid in b.event_ids} | {eid for eid, _ in rejected}
+    placed = {eid for b in selected for eid in b.event_ids} | {eid for eid, _ in rejected}
     waiting = [c for c in kept if c.event_id not in placed]
-    later, held = hold_back(waiting, locks, tainted)
+    later, held = hold_back(waiting, locks, tainted, defer)
     hints = _hints(snapshot, candidates, kept_ids, later, held)
     return Selection(
         bundles=tuple(selected),
@@ -212,4 +267,6 @@ def _hints(
             wait[group].update(hold.blockers)
         if hold.tainted:
             raise_to(group, "linger")
+        if hold.deferred:
+            raise_to(group, "now")
     return tuple(GroupDue(group, hint[group], tuple(sorted(wait[group]))) for group in hint)

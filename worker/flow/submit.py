@@ -14,6 +14,10 @@ leaves a record that says "maybe applied". Then, by what the client answered:
 - another `APIError` (400, 404, 409, 501 without receipts): refused as a whole; stays `sending`,
   parked, until the failure handling bisects it.
 
+A bulk request is sent the same way through the bulk endpoint of its kind: its `bk_` task is
+polled on the bulk status route (the record keeps the issuer), and a legacy `BulkRejected` answer
+is a synchronous refusal with one receipt per operation, recorded at once.
+
 Every write names the claim's fencing token; a worker that lost its claim writes nothing.
 """
 
@@ -34,13 +38,23 @@ from api_client import (
     TaskRef,
     TransportError,
 )
-from api_client.models import BundleReceipts, TaskAccepted, TaskState
+from api_client.models import (
+    BulkRejected,
+    BundleReceipts,
+    RelationshipBulkRequest,
+    ResourceBulkRequest,
+    TaskAccepted,
+    TaskState,
+)
+from worker.domain.bulk import BulkPlan, BulkRequestPlan, validate_bulk_plan
+from worker.domain.events import Target
 from worker.domain.outcomes import Outcomes, outcomes_from_receipts
-from worker.domain.plan import BundlePlan, Plan, PlanError
+from worker.domain.plan import Plan, PlanError
 from worker.domain.plan_check import validate_plan
 from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
+from worker.flow.layout import Sendable
 from worker.store.records import EventOutcomeRecord
 
 __all__ = ["Claimed", "Step", "record_answer", "submit_all", "submit_claimed"]
@@ -76,7 +90,7 @@ class Claimed:
 
     bundle_id: str
     fence: int
-    plan: BundlePlan
+    plan: Sendable
     attempts: int = 0
     validated: bool = False
     """True when `validate_plan` passed on the plan this bundle was just cut from."""
@@ -110,7 +124,7 @@ def record_answer(
     deps: Deps,
     source: str,
     claimed: Claimed,
-    answer: BundleReceipts | TaskState,
+    answer: BundleReceipts | TaskState | BulkRejected,
     counts: SubmitCounts,
 ) -> Step:
     """Interpret a terminal answer (the core) and record it once (record.lua, fenced)."""
@@ -178,20 +192,46 @@ def _release(
     return Step.RELEASED
 
 
+def _validate(deps: Deps, source: str, plan: Sendable) -> None:
+    """Refuse a plan rebuilt from its record that breaks a rule (`PlanError`)."""
+    mode = deps.settings.coalesce_mode
+    if isinstance(plan, BulkRequestPlan):
+        validate_bulk_plan(BulkPlan(source, mode, (replace(plan, index=0),)), deps.bulk_caps)
+    else:
+        single = replace(plan, index=0)
+        validate_plan(Plan(source, mode, (single,)), deps.settings.plan_caps())
+
+
+def _send(deps: Deps, source: str, plan: Sendable) -> TaskAccepted | BundleReceipts | BulkRejected:
+    request = plan.request
+    if isinstance(request, ResourceBulkRequest):
+        return deps.client.submit_resource_bulk(source, request)
+    if isinstance(request, RelationshipBulkRequest):
+        return deps.client.submit_relationship_bulk(source, request)
+    return deps.client.submit_bundle(source, request)
+
+
+def _issuer(plan: Sendable) -> IssuedBy:
+    if not isinstance(plan, BulkRequestPlan):
+        return IssuedBy.BUNDLE
+    if plan.target is Target.RESOURCE:
+        return IssuedBy.RESOURCES_BULK
+    return IssuedBy.RELATIONSHIPS_BULK
+
+
 def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCounts) -> Step:
-    """Send one claimed `planned` bundle and move its record on (see the module docstring)."""
-    settings = deps.settings
+    """Send one claimed `planned` bundle (or bulk request) and move its record on (see the module
+    docstring)."""
     if not claimed.validated:
-        single = replace(claimed.plan, index=0)
         try:
-            validate_plan(Plan(source, settings.coalesce_mode, (single,)), settings.plan_caps())
+            _validate(deps, source, claimed.plan)
         except PlanError as exc:
             return _park(deps, source, claimed, f"plan refused before sending: {exc}", counts)
     if not deps.store.mark_sending(source, claimed.bundle_id, claimed.fence, deps.now_ms()):
         counts.lost_claim += 1
         return Step.LOST
     try:
-        answer = deps.client.submit_bundle(source, claimed.plan.request)
+        answer = _send(deps, source, claimed.plan)
     except (RateLimitedError, AuthError, TransportError) as exc:
         return _release(deps, source, claimed, exc, counts)
     except APIError as exc:
@@ -207,8 +247,9 @@ def _accepted(
     deps: Deps, source: str, claimed: Claimed, answer: TaskAccepted, counts: SubmitCounts
 ) -> Step:
     now = deps.now_ms()
+    issuer = _issuer(claimed.plan)
     try:
-        ref = TaskRef.from_submission(source, answer.task_id, issued_by=IssuedBy.BUNDLE)
+        ref = TaskRef.from_submission(source, answer.task_id, issued_by=issuer)
     except ValueError as exc:
         return _park(deps, source, claimed, f"unusable task id in ACCEPTED: {exc}", counts)
     done = deps.store.mark_sent(
@@ -216,7 +257,7 @@ def _accepted(
         claimed.bundle_id,
         claimed.fence,
         task_id=ref.task_id,
-        issued_by=IssuedBy.BUNDLE.value,
+        issued_by=issuer.value,
         first_poll_ms=now + deps.settings.poll_first_ms,
         now_ms=now,
     )

@@ -3,8 +3,8 @@
 A source's keys share the hash tag `{sourceKey}`, so every script touches one cluster slot. The Lua
 scripts receive the prefix `ingest:{sk}:` as KEYS[1] and append the same suffixes as below (a
 component test checks that both sides name the same keys). Event ids, refs, groups and bundle ids
-match `events.LABEL_PATTERN` and entity keys use `:`-separated id parts, so no key part can hold a
-brace or a space.
+match `events.LABEL_PATTERN` (a bulk group adds the `@bulk:` prefix) and entity keys use
+`:`-separated id parts, so no key part can hold a brace or a space.
 
 Only finished things expire, with the results TTL: an event's hash once its outcome is final, a
 ref, a recorded bundle and a finished task. Buffers, records in flight, locks, schedules, counters
@@ -46,6 +46,20 @@ PARKED: Final = "parked"
 WAITING: Final = "waiting:"
 STATS: Final = "stats"
 DLQ: Final = "dlq"
+
+BULK_GROUP_PREFIX: Final = "@bulk:"
+"""Marks a buffer of events published in bulk mode; no named group can start with it (labels
+start with a letter or digit)."""
+
+
+def bulk_group(named: str) -> str:
+    """The bulk-mode buffer of a named group."""
+    return BULK_GROUP_PREFIX + named
+
+
+def is_bulk_group(group: str) -> bool:
+    """Whether a buffer holds events published in bulk mode (they leave in bulk requests)."""
+    return group.startswith(BULK_GROUP_PREFIX)
 
 
 def prefix(source: str) -> str:

@@ -12,7 +12,7 @@ from redis.client import Pipeline
 from worker.publisher import publish
 from worker.results import event_status
 from worker.store import Store
-from worker.store.keys import INVALID_DLQ, SourceKeys
+from worker.store.keys import INVALID_DLQ, SourceKeys, bulk_group, is_bulk_group
 
 from .conftest import SOURCE, fast_settings, letters
 
@@ -130,12 +130,39 @@ def test_publish_atomic_call_goes_in_whole_under_one_batch_id(store, client):
     assert bodies[0]["atomicBatch"] == bodies[1]["atomicBatch"]
 
 
-def test_publish_bulk_mode_is_refused_per_batch(store, client):
-    report = publish(store, [upsert("b1"), upsert("b2")], mode="bulk")
+def test_publish_bulk_mode_buffers_apart_in_the_bulk_group(store, client):
+    publish(store, [upsert("n1", id_="p9", group="load")])
 
-    assert [e.field for e in report.errors] == ["mode", "mode"]
-    assert "not implemented" in report.errors[0].reason
-    assert client.keys("*") == []
+    events = [upsert("b1", group="load"), upsert("b2", id_="p2", group="load")]
+    report = publish(store, events, mode="bulk")
+
+    assert [a.group for a in report.accepted] == [bulk_group("load")] * 2
+    assert all(is_bulk_group(a.group) for a in report.accepted)
+    assert client.zrange(SourceKeys(SOURCE).buffer(bulk_group("load")), 0, -1) == ["b1", "b2"]
+    assert client.zrange(SourceKeys(SOURCE).buffer("load"), 0, -1) == ["n1"]
+
+
+def test_publish_bulk_event_on_an_entity_pending_in_a_bundle_buffer_joins_it(store):
+    publish(store, [upsert("n1", group="live")])
+
+    report = publish(store, [upsert("b1", group="load")], mode="bulk")
+
+    assert [a.group for a in report.accepted] == ["live"]
+
+
+def test_publish_bulk_mode_refuses_atomic_batches_per_event(store, client):
+    whole = publish(store, [upsert("a1"), upsert("a2", id_="p2")], atomic=True, mode="bulk")
+    named = publish(store, [upsert("a3", atomicBatch="B"), upsert("a4", id_="p4")], mode="bulk")
+
+    assert [e.field for e in whole.errors] == ["atomicBatch", "atomicBatch"]
+    assert "not atomic" in whole.errors[0].reason
+    assert [e.event_id for e in named.errors] == ["a3"]
+    assert [a.event_id for a in named.accepted] == ["a4"]
+    assert [entry.get("eventId") for entry in letters(client, SourceKeys(SOURCE).dlq)] == [
+        "a1",
+        "a2",
+        "a3",
+    ]
 
 
 def test_publish_unknown_mode_is_a_programming_error(store):
