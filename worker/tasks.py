@@ -28,11 +28,13 @@ RECOVER: Final = "ingest.recover"
 PUBLISH: Final = "ingest.publish"
 TASK_NAMES: Final = (FLUSH, POLL, RECOVER, PUBLISH)
 
-PUBLISH_MAX_RETRIES: Final = 8
-"""How often `ingest.publish` tries again while Redis is unreachable."""
-PUBLISH_RETRY_FIRST_S: Final = 1.0
-PUBLISH_RETRY_CAP_S: Final = 60.0
-"""Retry delays double from the first up to the cap (kept far below the visibility timeout)."""
+PUBLISH_MAX_RETRIES: Final = 30
+"""How often `ingest.publish` tries again while Redis is unreachable (about two minutes)."""
+PUBLISH_RETRY_FIRST_S: Final = 0.5
+PUBLISH_RETRY_CAP_S: Final = 4.0
+"""Retry delays double from the first up to the cap. A countdown waits inside the worker that
+took the message, so it stays a few seconds: a longer one would hold messages a killed worker
+strands until the visibility timeout."""
 REPR_MAX_IDS: Final = 20
 """How many event ids `argsrepr` lists before it only counts."""
 REPR_MAX_ID_LENGTH: Final = 64
