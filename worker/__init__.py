@@ -1,7 +1,8 @@
 """The ingestion worker: a pure domain core (`worker.domain`) and its Celery, Redis and CLI shells.
 
-`app` (the Celery application) is exported lazily (PEP 562) so that `celery -A worker worker` works
-while importing `worker.domain` never imports Celery.
+`publish` and `status` are what a producer in Python calls; `app` is the Celery application. All
+are exported lazily (PEP 562), so `celery -A worker worker` works, `worker.publish` needs no
+Celery, and importing `worker.domain` imports neither.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time they load on 
     from worker.celery_app import (
         app,
     )
+    from worker.producer import (
+        publish,
+        status,
+    )
 
 # public name -> defining module.
 _EXPORTS: dict[str, str] = {
     "app": "worker.celery_app",
+    "publish": "worker.producer",
+    "status": "worker.producer",
 }
 
 __all__ = [
     "app",
+    "publish",
+    "status",
 ]
 
 

@@ -137,19 +137,11 @@ def _settings() -> IngestSettings:
 
 def _store(settings: IngestSettings) -> Store:
     """The Redis store alone: publishing and reading need no Registry client and no API key."""
-    import redis
-
     from worker.logging import configure_cli_logging, secrets_of
-    from worker.store import Store
+    from worker.producer import open_store
 
     configure_cli_logging(secrets_of(settings))
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        decode_responses=True,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-    )
-    return Store(client, settings)
+    return open_store(settings)
 
 
 # -- publish ----------------------------------------------------------------------------------
