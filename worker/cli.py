@@ -81,6 +81,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     backlog.add_argument("--json", action="store_true", help="print JSON, per source")
     backlog.set_defaults(run=_run_backlog)
+
+    from worker.dlq_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -32,7 +32,8 @@ from worker.domain.refs import assign_ids
 from worker.ids import new_id as default_new_id
 from worker.store import InvalidEntry, Store
 from worker.store.keys import INVALID_SOURCE, bulk_group
-from worker.store.records import PublishItem
+from worker.store.records import PublishItem, PublishReply
+from worker.store.reopening import publish_reopening
 
 if TYPE_CHECKING:
     from worker.pipeline import Deps
@@ -217,6 +218,25 @@ def publish(
         ValueError: an unknown `mode`.
         redis.RedisError: Redis could not be reached (then nothing is acknowledged).
     """
+    return _publish(target, events, atomic=atomic, mode=mode, write=_plain_publish)
+
+
+def publish_reopening_dead_letters(
+    target: Deps | Store, events: Iterable[Mapping[str, Any]]
+) -> PublishReport:
+    """`publish` for a DLQ replay: an event dead-lettered under its id is reopened (same id, a
+    new attempt) rather than answered as a duplicate; any other known event still is one."""
+    return _publish(target, events, atomic=False, mode="bundle", write=publish_reopening)
+
+
+def _publish(
+    target: Deps | Store,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    atomic: bool,
+    mode: Mode,
+    write: Callable[..., dict[str, list[PublishReply]]],
+) -> PublishReport:
     if mode not in ("bundle", "bulk"):
         raise ValueError("mode: must be 'bundle' or 'bulk'")
     entries = [_Entry(index, raw) for index, raw in enumerate(events)]
@@ -244,8 +264,17 @@ def publish(
         _check_batches(ctx, members)
         items[source] = [_item(e, bulk=mode == "bulk") for e in members if not e.problems]
     invalid = [_dead_letter(e) for e in entries if e.problems]
-    replies = ctx.store.publish({s: batch for s, batch in items.items() if batch}, invalid, now_ms)
+    replies = write(ctx.store, {s: batch for s, batch in items.items() if batch}, invalid, now_ms)
     return _report(entries, by_source, replies)
+
+
+def _plain_publish(
+    store: Store,
+    items: Mapping[str, Sequence[PublishItem]],
+    invalid: Sequence[InvalidEntry],
+    now_ms: int,
+) -> dict[str, list[PublishReply]]:
+    return store.publish(items, invalid, now_ms)
 
 
 def _mark_repeats(entries: Sequence[_Entry]) -> None:

@@ -1,0 +1,235 @@
+"""`clinia-ingest dlq list|show|replay|purge` and `clinia-ingest abandon`: the operator's tools.
+
+Exit codes as for the other subcommands: 0 done; 1 something refused (an event unknown, a replay
+refused or invalid, a task not abandoned); 2 usage; 3 Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from worker.deadletters import Correction, DlqFilter
+    from worker.store import Store
+
+EXIT_OK: Final = 0
+EXIT_REFUSED: Final = 1
+DEFAULT_LIMIT: Final = 100
+
+
+def add_commands(commands: Any) -> None:
+    """Register `dlq` and `abandon` on the top-level subparsers."""
+    dlq = commands.add_parser("dlq", help="list, show, replay or purge dead letters")
+    actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="ids, stage, error type and message of entries")
+    _filters(listing)
+    listing.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help="at most N")
+    listing.set_defaults(run=_run_list)
+
+    show = actions.add_parser("show", help="every entry of one event, with the stored event")
+    show.add_argument("event_id", metavar="EVENT_ID")
+    show.add_argument("--source", action="append", default=[], help="only this source")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=_run_show)
+
+    replay = actions.add_parser("replay", help="publish dead-lettered events again (same ids)")
+    _filters(replay)
+    replay.add_argument("--data", metavar="FILE", help="a JSON object: the corrected `data`")
+    replay.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="set a dotted field (VALUE read as JSON, else as text); repeatable",
+    )
+    replay.add_argument(
+        "--unset", action="append", default=[], metavar="PATH", help="remove a dotted field"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="validate, write nothing")
+    replay.set_defaults(run=_run_replay)
+
+    purge = actions.add_parser("purge", help="remove entries (asks nothing)")
+    _filters(purge)
+    purge.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    purge.set_defaults(run=_run_purge)
+
+    abandon = commands.add_parser(
+        "abandon", help="dead-letter a STALE task's events (reason STALE) and release its locks"
+    )
+    abandon.add_argument("ident", metavar="TASK_ID", help="a task id or a bundle id")
+    abandon.add_argument("--json", action="store_true", help="print JSON")
+    abandon.set_defaults(run=_run_abandon)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", action="append", default=[], help="only this source")
+    parser.add_argument("--stage", choices=["publish", "flush", "record"], help="only this stage")
+    parser.add_argument("--error-type", help="only this error type (e.g. INVALID_ARGUMENT)")
+    parser.add_argument("--event-id", help="only this event")
+    parser.add_argument("--since", type=_time_ms, help="failed at or after (ISO 8601 or ms)")
+    parser.add_argument("--until", type=_time_ms, help="failed at or before (ISO 8601 or ms)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _time_ms(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ISO 8601 or ms, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone (Z or +hh:mm) in {text!r}")
+    return int(moment.timestamp() * 1000)
+
+
+def filter_of(args: argparse.Namespace) -> DlqFilter:
+    """The filter the options name."""
+    from worker.deadletters import DlqFilter
+
+    return DlqFilter(
+        sources=tuple(args.source),
+        stage=args.stage,
+        error_type=args.error_type,
+        event_id=args.event_id,
+        since_ms=args.since,
+        until_ms=args.until,
+    )
+
+
+def correction_of(args: argparse.Namespace) -> Correction:
+    """The correction `--data`, `--set` and `--unset` name.
+
+    Raises:
+        UsageError: a file cannot be read or is not a JSON object, or a `--set` has no `=`.
+    """
+    from worker.cli import UsageError
+    from worker.deadletters import Correction
+
+    data = None
+    if args.data is not None:
+        try:
+            with open(args.data, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except OSError as exc:
+            raise UsageError(f"--data: cannot read {args.data}: {exc.strerror}") from None
+        except ValueError:
+            raise UsageError(f"--data: {args.data} is not JSON") from None
+        if not isinstance(data, dict):
+            raise UsageError("--data: expected a JSON object (the event's data)")
+    sets = []
+    for item in args.sets:
+        path, sep, value = item.partition("=")
+        if not sep or not path:
+            raise UsageError(f"--set: expected PATH=VALUE, got {item!r}")
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        sets.append((path, parsed))
+    return Correction(data=data, sets=tuple(sets), unsets=tuple(args.unset))
+
+
+def _store() -> Store:
+    from worker.cli import _settings, _store
+
+    return _store(_settings())
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(f"{line}\n")
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from worker.deadletters import list_dead_letters
+
+    found = list_dead_letters(_store(), filter_of(args), limit=args.limit)
+    if args.json:
+        _out(json.dumps([letter.summary() for letter in found], sort_keys=True))
+        return EXIT_OK
+    for letter in found:
+        _out(
+            f"{letter.source} {letter.entry_id} {letter.event_id or '?'} {letter.stage} "
+            f"{letter.error_type}: {letter.message}"
+        )
+    return EXIT_OK
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from worker.deadletters import show
+
+    found = show(_store(), args.event_id, sources=args.source)
+    if args.json:
+        _out(json.dumps([letter.to_dict() for letter in found], sort_keys=True))
+    else:
+        for letter in found:
+            for key, value in letter.to_dict().items():
+                if value is not None:
+                    shown = json.dumps(value, sort_keys=True) if key == "event" else value
+                    _out(f"{key}: {shown}")
+            _out("")
+    return EXIT_OK if found else EXIT_REFUSED
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from worker.cli import UsageError
+    from worker.deadletters import replay
+
+    correction = correction_of(args)
+    try:
+        items = replay(_store(), filter_of(args), correction=correction, dry_run=args.dry_run)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _out(json.dumps([i.to_dict() for i in items], sort_keys=True))
+    else:
+        for i in items:
+            detail = f": {i.detail}" if i.detail else ""
+            _out(f"{i.source} {i.event_id or '?'} {i.outcome}{detail}")
+    ok = {"replayed", "would-replay"}
+    return EXIT_OK if all(i.outcome in ok for i in items) else EXIT_REFUSED
+
+
+def _run_purge(args: argparse.Namespace) -> int:
+    from worker.deadletters import purge
+
+    removed = purge(_store(), filter_of(args), dry_run=args.dry_run)
+    if args.json:
+        entries = [{"source": r.source, "entryId": r.entry_id} for r in removed]
+        _out(json.dumps({"dryRun": args.dry_run, "count": len(removed), "entries": entries}))
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        _out(f"{verb} {len(removed)} entries")
+    return EXIT_OK
+
+
+def _run_abandon(args: argparse.Namespace) -> int:
+    from worker.abandon import abandon
+
+    result = abandon(_store(), args.ident)
+    if args.json:
+        _out(json.dumps(result.to_dict(), sort_keys=True))
+    elif result.done:
+        _out(
+            f"abandoned {result.task_id or result.bundle_id} ({result.source}): "
+            f"{result.dead_letters} events dead-lettered (STALE)"
+        )
+    else:
+        sys.stderr.write(f"clinia-ingest abandon: {result.code}: {result.detail}\n")
+    return EXIT_OK if result.done else EXIT_REFUSED
