@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from worker.store import Store
+from worker.store.pauses import Pause, PauseStore
 
 if TYPE_CHECKING:
     from worker.flow.deps import Deps
@@ -139,13 +140,15 @@ class SourceBacklog:
     stale: int = 0
     parked: int = 0
     bundles: int = 0
+    paused: Pause | None = None
+    """The source's pause while it holds (submissions wait for its end), else None."""
 
     @property
     def total(self) -> int:
         """buffered + in flight + due polls: 0 when nothing is left to do."""
         return self.buffered + self.in_flight + self.due_polls
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "total": self.total,
@@ -155,6 +158,7 @@ class SourceBacklog:
             "stale": self.stale,
             "parked": self.parked,
             "bundles": self.bundles,
+            "paused": _pause_dict(self.paused),
         }
 
 
@@ -207,10 +211,19 @@ class Backlog:
         }
 
 
+def _pause_dict(pause: Pause | None) -> dict[str, Any] | None:
+    if pause is None:
+        return None
+    return {"kind": pause.kind, "reason": pause.reason, "until": _iso(str(pause.until_ms))}
+
+
 def backlog(target: Deps | Store) -> Backlog:
-    """Work left per source, from the counters the scripts keep exact; one round trip."""
+    """Work left per source, from the counters the scripts keep exact, and the pauses that
+    hold; two round trips."""
     store, now = _store(target)
-    counters = store.counters(store.sources(), now)
+    sources = store.sources()
+    counters = store.counters(sources, now)
+    pauses = PauseStore(store.client).get_many(sources) if sources else {}
     return Backlog(
         {
             source: SourceBacklog(
@@ -220,6 +233,7 @@ def backlog(target: Deps | Store) -> Backlog:
                 stale=c.stale,
                 parked=c.parked,
                 bundles=c.bundles,
+                paused=p if (p := pauses.get(source)) is not None and p.active(now) else None,
             )
             for source, c in counters.items()
         }

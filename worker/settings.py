@@ -98,6 +98,10 @@ class IngestSettings(BaseSettings):
     """A task still PENDING this long after acceptance is STALE (still polled, never failed)."""
     poll_slow_cap_ms: int = Field(default=300_000, ge=1)
     """The wait between polls of a STALE task."""
+    pause_base_ms: int = Field(default=1000, ge=1)
+    """First pause of a source after a configuration error (401, 403, unreachable Registry)."""
+    pause_cap_ms: int = Field(default=300_000, ge=1)
+    """Longest pause of a source (backoff and `Retry-After` alike)."""
 
     # -- results ---------------------------------------------------------------------------------
     results_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
@@ -177,6 +181,8 @@ class IngestSettings(BaseSettings):
             problems.append("poll_cap_ms: must be at least poll_first_ms")
         if self.retry_cap_ms < self.retry_base_ms:
             problems.append("retry_cap_ms: must be at least retry_base_ms")
+        if self.pause_cap_ms < self.pause_base_ms:
+            problems.append("pause_cap_ms: must be at least pause_base_ms")
         if problems:
             raise ValueError("; ".join(problems))
         return self

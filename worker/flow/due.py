@@ -7,9 +7,12 @@ import structlog
 from worker.flow.counts import DueWork, RunCounts
 from worker.flow.deps import Deps
 from worker.flow.flush import flush
+from worker.flow.pausing import active_pauses
 from worker.flow.poll import poll
 from worker.flow.recover import recover
+from worker.pauses import PauseKind
 from worker.results import Backlog, backlog
+from worker.store.records import DueTaken
 
 __all__ = ["claim_due", "refresh_backlog", "run_due"]
 
@@ -20,7 +23,9 @@ def claim_due(deps: Deps, *, limit: int) -> DueWork:
     """Due groups, due polls and expired claims of every source, each taken for a lease.
 
     Safe in any number of copies: take_due.lua re-scores what it hands out to now + lease, so two
-    tickers never hand out one entry, and a lost message only delays it by the lease.
+    tickers never hand out one entry, and a lost message only delays it by the lease. A paused
+    source's groups and claims wait for the end of the pause; its polls go on unless the pause is
+    an auth pause (`flow/pausing.py`).
 
     Args:
         deps: the process's dependencies.
@@ -29,7 +34,15 @@ def claim_due(deps: Deps, *, limit: int) -> DueWork:
     sources = deps.store.sources()
     if not sources:
         return DueWork()
-    taken = deps.store.take_due(sources, deps.now_ms(), groups=limit, polls=limit, claims=limit)
+    now = deps.now_ms()
+    paused = active_pauses(deps, sources, now)
+    free = [s for s in sources if s not in paused]
+    polling = [s for s, p in paused.items() if p.kind != PauseKind.AUTH.value]
+    taken: dict[str, DueTaken] = {}
+    if free:
+        taken = deps.store.take_due(free, now, groups=limit, polls=limit, claims=limit)
+    if polling:
+        taken.update(deps.store.take_due(polling, now, groups=0, polls=limit, claims=0))
     return DueWork(
         flush={s: list(t.groups) for s, t in taken.items() if t.groups},
         poll={s: list(t.polls) for s, t in taken.items() if t.polls},

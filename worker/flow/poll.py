@@ -4,7 +4,8 @@ A poll claims the record (claim.lua, fenced, re-scores its schedule entry, never
 for the task without receipts, and then either schedules the next poll (backoff with jitter up to
 `poll_cap_ms`; past `poll_deadline_ms` since acceptance the task is STALE and polled every
 `poll_slow_cap_ms`, keeping its locks) or, on a terminal status, fetches the receipts once and
-records the outcome. Every next poll of one round is written in one round trip.
+records the outcome. Every next poll of one round is written in one round trip. An error that
+pauses the source (`flow/pausing.py`) is recorded as a pause too; an auth pause stops polls.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from api_client import IssuedBy, RegistryError, TaskRef
 from worker.flow.counts import PollResult
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError
+from worker.flow.pausing import pause_source, polls_paused
 from worker.flow.recover import load_claimed
 from worker.flow.submit import record_answer
 from worker.store.records import ClaimedRecord
@@ -56,6 +58,8 @@ def _repoll(deps: Deps, record: ClaimedRecord, status: str, error: str = "") -> 
 def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
     """Poll the tasks of these bundles of one source (the ticker's due polls)."""
     result = PollResult()
+    if polls_paused(deps, source):
+        return result  # an auth pause: the entries come due again after the ticker's lease
     claimed = deps.store.claim(source, bundle_ids, deps.now_ms(), "poll")
     repolls: list[dict[str, Any]] = []
     for record in claimed:
@@ -72,6 +76,8 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
                 state = deps.client.get_task_state(ref, with_receipts=True)
         except (RegistryError, ValueError) as exc:
             result.errors += 1
+            if isinstance(exc, RegistryError):
+                pause_source(deps, source, exc)
             repolls.append(_repoll(deps, record, "", f"{type(exc).__name__}: {exc}"))
             continue
         if not state.is_terminal:

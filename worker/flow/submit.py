@@ -8,7 +8,9 @@ leaves a record that says "maybe applied". Then, by what the client answered:
 - ACCEPTED: `sent`, first poll scheduled; the poll schedule owns it now.
 - `RateLimitedError` (429, 503), `AuthError` (401, 403), `TransportError`: certainly not
   processed, so back to `planned`, submitted again at a retry time (the server's hint, else
-  backoff).
+  backoff); the whole source is paused as well (`flow/pausing.py`). While a pause holds, a
+  submission is not sent but held (back to `planned`, due when the pause ends); the first one
+  after it is the probe, and an answer from the Registry ends the pause.
 - `OutcomeUnknownError`, `ContractError`, anything unexpected: maybe applied; stays `sending`,
   parked, locks held, until the failure handling resolves it by reading the entities back.
 - another `APIError` (400, 404, 409, 501 without receipts): refused as a whole; stays `sending`,
@@ -55,6 +57,8 @@ from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable
+from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
+from worker.store.pauses import GateAnswer
 from worker.store.records import EventOutcomeRecord
 
 __all__ = ["Claimed", "Step", "record_answer", "submit_all", "submit_claimed"]
@@ -192,6 +196,24 @@ def _release(
     return Step.RELEASED
 
 
+def _hold(
+    deps: Deps, source: str, claimed: Claimed, gate: GateAnswer, counts: SubmitCounts
+) -> Step:
+    """Not sent: the source is paused; back to the retry schedule, due when the pause ends."""
+    now = deps.now_ms()
+    at = hold_until_ms(deps, gate)
+    error = f"held: the source is paused ({gate.kind})"
+    done = deps.store.release(
+        source, claimed.bundle_id, claimed.fence, retry_at_ms=at, error=error, now_ms=now
+    )
+    if not done:
+        counts.lost_claim += 1
+        return Step.LOST
+    counts.released += 1
+    _log.info("bundle.held", source=source, bundle=claimed.bundle_id, retry_in_ms=at - now)
+    return Step.RELEASED
+
+
 def _validate(deps: Deps, source: str, plan: Sendable) -> None:
     """Refuse a plan rebuilt from its record that breaks a rule (`PlanError`)."""
     mode = deps.settings.coalesce_mode
@@ -227,17 +249,25 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
             _validate(deps, source, claimed.plan)
         except PlanError as exc:
             return _park(deps, source, claimed, f"plan refused before sending: {exc}", counts)
+    gate = pause_gate(deps, source)
+    if gate.gate == "paused":
+        return _hold(deps, source, claimed, gate, counts)
     if not deps.store.mark_sending(source, claimed.bundle_id, claimed.fence, deps.now_ms()):
         counts.lost_claim += 1
         return Step.LOST
     try:
         answer = _send(deps, source, claimed.plan)
     except (RateLimitedError, AuthError, TransportError) as exc:
+        pause_source(deps, source, exc)
         return _release(deps, source, claimed, exc, counts)
     except APIError as exc:
+        if gate.gate == "probe":
+            resume_source(deps, source)
         return _park(deps, source, claimed, f"refused as a whole without receipts: {exc}", counts)
     except RegistryError as exc:
         return _park(deps, source, claimed, f"outcome unknown: {exc}", counts)
+    if gate.gate == "probe":
+        resume_source(deps, source)
     if isinstance(answer, TaskAccepted):
         return _accepted(deps, source, claimed, answer, counts)
     return record_answer(deps, source, claimed, answer, counts)

@@ -177,3 +177,22 @@ class SourceKeys:
 
 INVALID_DLQ: Final = SourceKeys(INVALID_SOURCE).dlq
 """`ingest:{_invalid}:dlq`."""
+
+
+REOPEN: Final = "reopen:"
+"""Suffix of `reopen:<eventId>`: a replayed event's attempts and stage, kept only between
+reopen.lua and reopened.lua inside one MULTI (never seen outside it)."""
+
+
+def reopen_key(source: str, event_id: str) -> str:
+    """`ingest:{source}:reopen:<eventId>` (see `REOPEN`)."""
+    return f"{prefix(source)}{REOPEN}{event_id}"
+
+
+PAUSE: Final = "pause"
+"""Suffix of a source's shared pause (hash, see `worker/store/pauses.py`); no TTL."""
+
+
+def pause_key(source: str) -> str:
+    """The source's pause: kind, reason, until, since, strikes, probe (hash; pause.lua)."""
+    return prefix(source) + PAUSE
