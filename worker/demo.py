@@ -25,10 +25,9 @@ if TYPE_CHECKING:
     from worker.pipeline import Deps
 
 NOT_BUILT_YET = """\
-Not built yet: the failure paths beyond recording and dead-lettering (resolving an ambiguous
-outcome by reading the Registry back, recovery of a bundle whose worker died while sending, pauses
-on 401/403/429/503, bisecting a bundle refused as a whole), the dead-letter tools
-(`clinia-ingest dlq list | show | replay | purge`), `clinia-ingest abandon`, and bulk mode."""
+Not built yet: resolving an ambiguous outcome (a timeout or a worker killed while sending) by
+reading the Registry back (such a bundle is parked today, its locks held and its events counted
+in the backlog), bundles that shrink after refusals and timeouts, and a benchmark script."""
 
 DEMO_KEY = "demo-key"
 SYNC_SOURCE = "demo-clinic"
@@ -162,7 +161,7 @@ def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: Emulator
             f"{len(snapshot['relationships'])} relationships in the Registry"
         )
 
-    out("\n4. Dead letters (kept with their full context, for the replay tools to come)")
+    out("\n4. Dead letters, each with its full context (clinia-ingest dlq list | show)")
     for source in (SYNC_SOURCE, ASYNC_SOURCE):
         for entry_id, fields in _dead_letters(deps, source):
             error = _short_error(fields.get("error", ""))
@@ -170,12 +169,37 @@ def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: Emulator
                 f"   {source} {entry_id}: event {fields.get('eventId')} at stage "
                 f"{fields.get('stage')}: {error}"
             )
+    if not _replay_corrected(out, deps, workers):
+        return 1
     probe = "demo-office-1"
     found = event_status(deps, probe)
     out(f"\n   clinia-ingest status {probe}: {found.status}, bundle {found.bundle_id}")
     out("")
     out(NOT_BUILT_YET)
     return 0
+
+
+def _replay_corrected(out: Callable[[str], None], deps: Deps, workers: Workers) -> bool:
+    """Replay one dead-lettered event with its data corrected, and wait until it lands."""
+    from worker.deadletters import Correction, DlqFilter, replay
+    from worker.results import event_status
+
+    event_id = "demo-unknown-property"
+    out(f"\n5. clinia-ingest dlq replay --event-id {event_id} --unset data.UNKNOWN")
+    items = replay(
+        deps, DlqFilter(event_id=event_id), correction=Correction(unsets=("data.UNKNOWN",))
+    )
+    for item in items:
+        out(f"   {item.event_id}: {item.outcome} {item.detail}".rstrip())
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while (found := event_status(deps, event_id)).status != "applied":
+        if time.monotonic() > deadline:
+            out(f"demo: the replayed event is still {found.status}")
+            return False
+        workers.alive()
+        time.sleep(0.2)
+    out(f"   {event_id}: applied on attempt {found.attempts}, under the same event id")
+    return True
 
 
 def _dead_letters(deps: Deps, source: str) -> list[tuple[str, dict[str, str]]]:

@@ -26,4 +26,6 @@ def test_run_demo_drains_the_stream_and_reports_every_outcome() -> None:
     assert "pending" not in out.split("3. What became of every event")[1].split("Registry")[0]
     assert "ALREADY_EXISTS: record with id 'o-1' already exists" in out
     assert "additionalProperties 'UNKNOWN' not allowed" in out
+    assert "demo-unknown-property: applied on attempt 2, under the same event id" in out
+    assert "clinia-ingest status demo-office-1: applied" in out
     assert NOT_BUILT_YET in out
