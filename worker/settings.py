@@ -98,6 +98,13 @@ class IngestSettings(BaseSettings):
     """A task still PENDING this long after acceptance is STALE (still polled, never failed)."""
     poll_slow_cap_ms: int = Field(default=300_000, ge=1)
     """The wait between polls of a STALE task."""
+    max_event_attempts: int = Field(default=1000, ge=1)
+    """Submissions of an event CANCELLED by a neighbour's failure before it is dead-lettered.
+
+    A loop breaker, not a tuning knob: every cancellation is paid for by a neighbour dead-lettered
+    in the same bundle, so the count grows with the failures of the stream around the event."""
+    max_bisect_depth: int = Field(default=8, ge=0)
+    """How many times a request refused as a whole (400/413, no receipts) is halved at most."""
     pause_base_ms: int = Field(default=1000, ge=1)
     """First pause of a source after a configuration error (401, 403, unreachable Registry)."""
     pause_cap_ms: int = Field(default=300_000, ge=1)

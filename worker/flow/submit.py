@@ -13,8 +13,9 @@ leaves a record that says "maybe applied". Then, by what the client answered:
   after it is the probe, and an answer from the Registry ends the pause.
 - `OutcomeUnknownError`, `ContractError`, anything unexpected: maybe applied; stays `sending`,
   parked, locks held, until the failure handling resolves it by reading the entities back.
-- another `APIError` (400, 404, 409, 501 without receipts): refused as a whole; stays `sending`,
-  parked, until the failure handling bisects it.
+- 400 or 413 without receipts (refused as a whole, naming no operation): bisected at once
+  (`flow/isolation.py`), every half's outcomes recorded once on this record.
+- another `APIError` (404, 409, 501 without receipts): stays `sending`, parked.
 
 A bulk request is sent the same way through the bulk endpoint of its kind: its `bk_` task is
 polled on the bulk status route (the record keeps the issuer), and a legacy `BulkRejected` answer
@@ -51,11 +52,12 @@ from api_client.models import (
 from worker.domain.bulk import BulkPlan, BulkRequestPlan, validate_bulk_plan
 from worker.domain.events import Target
 from worker.domain.outcomes import Outcomes, outcomes_from_receipts
-from worker.domain.plan import Plan, PlanError
+from worker.domain.plan import BundlePlan, Plan, PlanError
 from worker.domain.plan_check import validate_plan
 from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
+from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
 from worker.flow.layout import Sendable
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
 from worker.store.pauses import GateAnswer
@@ -132,19 +134,31 @@ def record_answer(
     counts: SubmitCounts,
 ) -> Step:
     """Interpret a terminal answer (the core) and record it once (record.lua, fenced)."""
-    now = deps.now_ms()
     try:
         outcomes = outcomes_from_receipts(claimed.plan, answer)
     except (ReceiptMismatchError, ValueError) as exc:
         return _park(deps, source, claimed, f"receipts do not match what was sent: {exc}", counts)
     status = str(answer.status) if answer.status is not None else "PERSISTED"
+    return _record(deps, source, claimed, outcomes, status, counts)
+
+
+def _record(
+    deps: Deps,
+    source: str,
+    claimed: Claimed,
+    outcomes: Outcomes,
+    status: str,
+    counts: SubmitCounts,
+) -> Step:
+    """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED."""
+    outcomes = cap_cancelled(deps, source, outcomes)
     result = deps.store.record(
         source,
         claimed.bundle_id,
         claimed.fence,
         outcome_records(outcomes),
         status=status,
-        now_ms=now,
+        now_ms=deps.now_ms(),
     )
     if not result.done:
         counts.lost_claim += 1
@@ -263,6 +277,8 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
     except APIError as exc:
         if gate.gate == "probe":
             resume_source(deps, source)
+        if isinstance(claimed.plan, BundlePlan) and is_refused_whole(exc, claimed.plan):
+            return _bisect(deps, source, claimed, claimed.plan, exc, counts)
         return _park(deps, source, claimed, f"refused as a whole without receipts: {exc}", counts)
     except RegistryError as exc:
         return _park(deps, source, claimed, f"outcome unknown: {exc}", counts)
@@ -271,6 +287,31 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
     if isinstance(answer, TaskAccepted):
         return _accepted(deps, source, claimed, answer, counts)
     return record_answer(deps, source, claimed, answer, counts)
+
+
+def _bisect(
+    deps: Deps,
+    source: str,
+    claimed: Claimed,
+    plan: BundlePlan,
+    error: APIError,
+    counts: SubmitCounts,
+) -> Step:
+    """Refused as a whole without receipts: bisect, then record every event's outcome once."""
+
+    def keep_claim() -> None:
+        deps.store.renew(source, [(claimed.bundle_id, claimed.fence)], deps.now_ms())
+
+    bisected = bisect_outcomes(deps, source, plan, error, keep_claim=keep_claim)
+    if bisected.stopped:
+        why = (
+            f"refused as a whole without receipts ({error}); bisection stopped: {bisected.stopped}"
+        )
+        return _park(deps, source, claimed, why, counts)
+    _log.info(
+        "bundle.bisected", source=source, bundle=claimed.bundle_id, requests=bisected.requests
+    )
+    return _record(deps, source, claimed, bisected.outcomes, "REFUSED", counts)
 
 
 def _accepted(

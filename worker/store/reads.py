@@ -81,6 +81,15 @@ class StoreReads(StoreBase):
             if body is not None
         }
 
+    def event_attempts(self, source: str, event_ids: Sequence[str]) -> dict[str, int]:
+        """How many times each of these events was submitted so far (0 when unknown)."""
+        names = keys.SourceKeys(source)
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(names.event(event_id), "att")
+        values = pipe.execute()
+        return {eid: to_int(v) for eid, v in zip(event_ids, values, strict=True)}
+
     def find_event(self, event_id: str, sources: Sequence[str]) -> tuple[str, dict[str, str]]:
         """The first source holding `event_id` and its stored fields (no body); one round trip.
 
