@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from emulator.state import SUCCESS, SourceState
+from tests.property.oracle import operation_of
 from worker.domain.events import ChangeEvent, Target
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -24,25 +25,6 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 def fixed_clock() -> datetime:
     """The one instant both the emulator and the oracle stamp their writes with."""
     return NOW
-
-
-def operation_of(event: ChangeEvent) -> dict[str, Any]:
-    """The raw operation an event stands for, in the documented shape."""
-    action = event.action.value
-    body: dict[str, Any] = {"type": event.type}
-    if event.target is Target.RESOURCE:
-        body["id"] = event.id
-    else:
-        assert event.from_ is not None
-        assert event.to is not None
-        body["from"] = {"id": event.from_.id, "type": event.from_.type}
-        body["to"] = {"id": event.to.id, "type": event.to.type}
-    if action != "DELETE":
-        for name in ("data", "contained", "meta"):
-            value = getattr(event, name)
-            if value is not None:
-                body[name] = copy.deepcopy(value)
-    return {"action": action, action.lower(): body}
 
 
 @dataclass
