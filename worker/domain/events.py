@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -115,6 +116,18 @@ def _check_resource_id(value: str) -> str:
     return value
 
 
+def _check_type_key(value: str) -> str:
+    if not is_type_key(value):
+        raise ValueError(f"must match {SOURCE_KEY_PATTERN.pattern} (ASCII)")
+    return value
+
+
+TypeKey = Annotated[str, AfterValidator(_check_type_key)]
+"""A profile or relationship-definition key."""
+ResourceId = Annotated[str, AfterValidator(_check_resource_id)]
+"""A resource id the worker may send (never a virtual `@rootId`)."""
+
+
 class _EventModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -130,21 +143,9 @@ class _EventModel(BaseModel):
 class Endpoint(_EventModel):
     """One end of a relationship event: a resource named by its id or by a ref to a new one."""
 
-    type: str
-    id: str | None = None
+    type: TypeKey
+    id: ResourceId | None = None
     ref: str | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _type_key(cls, value: str) -> str:
-        if not is_type_key(value):
-            raise ValueError(f"must match {SOURCE_KEY_PATTERN.pattern} (ASCII)")
-        return value
-
-    @field_validator("id")
-    @classmethod
-    def _resource_id(cls, value: str | None) -> str | None:
-        return None if value is None else _check_resource_id(value)
 
     @field_validator("ref")
     @classmethod
@@ -173,8 +174,8 @@ class ChangeEvent(_EventModel):
     source_key: str
     target: Target
     action: Action
-    type: str
-    id: str | None = None
+    type: TypeKey
+    id: ResourceId | None = None
     ref: str | None = None
     from_: Endpoint | None = Field(default=None, alias="from")
     to: Endpoint | None = None
@@ -203,18 +204,6 @@ class ChangeEvent(_EventModel):
         if not is_source_key(value):
             raise ValueError(f"must match {SOURCE_KEY_PATTERN.pattern} (ASCII)")
         return value
-
-    @field_validator("type")
-    @classmethod
-    def _type_key(cls, value: str) -> str:
-        if not is_type_key(value):
-            raise ValueError(f"must match {SOURCE_KEY_PATTERN.pattern} (ASCII)")
-        return value
-
-    @field_validator("id")
-    @classmethod
-    def _resource_id(cls, value: str | None) -> str | None:
-        return None if value is None else _check_resource_id(value)
 
     @field_validator("occurred_at")
     @classmethod
