@@ -437,6 +437,7 @@ async def _handle(spec: RouteSpec, ctx: EmulatorContext, request: Request) -> Re
         route=spec.name,
         source=params.get("sourceKey"),
         op_ids=frozenset(record.ids),
+        op_count=record.op_count,
         accepts_override=spec.override,
     )
     decision = ctx.faults.decide(facts)

@@ -4,9 +4,9 @@ Pure: no HTTP and no clock. The HTTP layer describes each request as `RequestFac
 `FaultPlan.decide()` what to do, and carries out the returned `FaultDecision` (sleep, answer an
 error, drop the connection, or pass a task override to the registry).
 
-A rule has optional *filters* (route, source, op_id) that decide which requests it looks at, and
-optional *triggers* (calls, every, first, probability) evaluated on the requests that passed the
-filters; every given condition must hold. `times` caps how often the rule fires.
+A rule has optional *filters* (route, source, op_id, min_ops) that decide which requests it looks
+at, and optional *triggers* (calls, every, first, probability) evaluated on the requests that
+passed the filters; every given condition must hold. `times` caps how often the rule fires.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ class FaultRule(BaseModel):
     route: str | None = None
     source: str | None = None
     op_id: str | None = None
+    min_ops: PositiveInt | None = None
+    """Only requests carrying at least this many operations (as the request log's `opCount`)."""
     calls: tuple[PositiveInt, ...] | None = None
     every: PositiveInt | None = None
     first: PositiveInt | None = None
@@ -189,6 +191,7 @@ class RequestFacts:
     route: str | None = None
     source: str | None = None
     op_ids: frozenset[str] = frozenset()
+    op_count: int = 0
     accepts_override: bool = False
 
 
@@ -372,6 +375,8 @@ def _passes_filters(rule: FaultRule, facts: RequestFacts) -> bool:
     if rule.source is not None and rule.source != facts.source:
         return False
     if rule.op_id is not None and rule.op_id not in facts.op_ids:
+        return False
+    if rule.min_ops is not None and facts.op_count < rule.min_ops:
         return False
     return rule.route is None or _route_matches(rule.route, facts)
 

@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from worker.pipeline import Deps
 
 NOT_BUILT_YET = """\
-Not built yet: resolving an ambiguous outcome (a timeout or a worker killed while sending) by
-reading the Registry back (such a bundle is parked today, its locks held and its events counted
-in the backlog), bundles that shrink after refusals and timeouts, and a benchmark script."""
+Not built yet: a benchmark script (the side-by-side figure against one task per event),
+Prometheus metrics, and Kubernetes/KEDA manifests for autoscaling."""
 
 DEMO_KEY = "demo-key"
 SYNC_SOURCE = "demo-clinic"

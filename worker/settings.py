@@ -105,6 +105,17 @@ class IngestSettings(BaseSettings):
     in the same bundle, so the count grows with the failures of the stream around the event."""
     max_bisect_depth: int = Field(default=8, ge=0)
     """How many times a request refused as a whole (400/413, no receipts) is halved at most."""
+    readback_settle_ms: int = Field(default=60_000, ge=0)
+    """After an outcome unknown, how long the read-back waits for what was sent to appear before
+    resending what did not (a lost answer may still apply later, above all an ACCEPTED one)."""
+    readback_interval_ms: int = Field(default=2000, ge=1)
+    """The wait between two read-backs of a bundle whose outcome is unknown."""
+    max_bundle_recoveries: int = Field(default=5, ge=1)
+    """Times a bundle or a poll is found with its worker gone (claim expired) before it is
+    treated as poison: its events dead-lettered (what the read-back shows applied is kept)."""
+    shrink_recovery_ms: int = Field(default=60_000, ge=1)
+    """After a request refused as a whole or timed out, a source's bundles are halved; the cap
+    doubles back every this many milliseconds."""
     pause_base_ms: int = Field(default=1000, ge=1)
     """First pause of a source after a configuration error (401, 403, unreachable Registry)."""
     pause_cap_ms: int = Field(default=300_000, ge=1)

@@ -18,18 +18,25 @@ A whole request refused without receipts (a 400 or 413 that names no operation) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Final
 
-from api_client.models import Action, ErrorBody, ErrorType, Receipt
+from api_client.models import Action, ErrorBody, ErrorType, Receipt, ReceiptStatus
 from worker.domain.coalesce import Fate, fates_for
 from worker.domain.events import ChangeEvent, Target
-from worker.domain.keys import RelationshipKey, ResourceKey, key_of
+from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
 from worker.domain.ops import PlannedOp
 from worker.domain.plan import Plan
 from worker.domain.receipts import Answer, ReceiptMismatchError, Submission, aligned_receipts
+
+_UNTOLD: Final = ErrorBody(
+    code=503,
+    type=ErrorType.UNAVAILABLE,
+    message="refused as already applied, but the entity could not be read to tell",
+)
+"""The error an operation is retried with when its refusal could not be told apart."""
 
 FINAL_FATES: Final = frozenset({Fate.APPLIED, Fate.COALESCED, Fate.FAILED})
 """Fates that end an event's story; the others send it back to planning."""
@@ -198,13 +205,22 @@ def _close_dependencies(
     return outcomes
 
 
-def outcomes_from_receipts(submission: Submission, answer: Answer) -> Outcomes:
+def outcomes_from_receipts(
+    submission: Submission,
+    answer: Answer,
+    *,
+    applied_anyway: Collection[EntityKey] = frozenset(),
+    retry_anyway: Collection[EntityKey] = frozenset(),
+) -> Outcomes:
     """One outcome per event of a submission, from its terminal answer.
 
     Args:
         submission: a `BundlePlan` or a `BulkPlan`, as sent.
         answer: the synchronous `BundleReceipts`, a terminal `TaskState` fetched with receipts, or
             a legacy `BulkRejected`.
+        applied_anyway: operations whose refusal is read as SUCCESS (sent again after a
+            read-back, and found already applied: `readback.answered_as_applied`).
+        retry_anyway: operations whose refusal is read as RETRY (that could not be told).
 
     Raises:
         ReceiptMismatchError: the receipts do not match the operations sent (a contract error).
@@ -214,6 +230,10 @@ def outcomes_from_receipts(submission: Submission, answer: Answer) -> Outcomes:
     receipts = aligned_receipts(submission, answer)
     outcomes: dict[str, EventOutcome] = {}
     for (op, ref), receipt in zip(refs, receipts, strict=True):
+        if op.key in applied_anyway:
+            receipt = Receipt(status=ReceiptStatus.SUCCESS)
+        elif op.key in retry_anyway:
+            receipt = Receipt(status=ReceiptStatus.FAILURE, error=_UNTOLD)
         for outcome in _read(op, ref, receipt):
             outcomes[outcome.event_id] = outcome
     ops = [op for op, _ in refs]

@@ -4,9 +4,10 @@
 them (`ordering.build_units`), and places each unit in the earliest bundle that its predecessors
 allow and that has room: at most one operation per resource `(type, id)` and per relationship
 `(type, from, to)` in a bundle, resource operations before relationship operations, at most
-`max_operations` operations and `max_bytes` bytes of the exact body `dump_json` sends. An atomic
-batch is never split. A unit no bundle can carry is rejected (a merged operation over the caps is
-first unmerged, `ordering.unmerge_unfit`, so that only the events too large themselves are
+`max_operations` operations and `max_bytes` bytes of the exact body `dump_json` sends (a bundle
+closes earlier at `target_operations`, a shrunk source's cap, but no unit is rejected for it). An
+atomic batch is never split. A unit no bundle can carry is rejected (a merged operation over the
+caps is first unmerged, `ordering.unmerge_unfit`, so that only the events too large themselves are
 refused); what follows it on the same entities still goes after everything before it
 (`ordering.earliest_slot`). Bundles are submitted in index order, each once the previous outcome is
 recorded (docs/coalescing.md, rule F). `validate_plan` (in `plan_check`) checks all of it before
@@ -54,10 +55,15 @@ class PlanCaps:
     max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     isolate_expected_failures: bool = True
     """Give an operation the table expects to fail a bundle of its own, so it cancels nobody."""
+    target_operations: int | None = None
+    """Where a bundle closes when below `max_operations` (a shrunk source, `domain.sizing`). Soft:
+    a unit larger than it still travels, in a bundle of its own; only `max_operations` rejects."""
 
     def __post_init__(self) -> None:
         if self.max_operations < 1:
             raise ValueError("PlanCaps.max_operations: must be at least 1")
+        if self.target_operations is not None and self.target_operations < 1:
+            raise ValueError("PlanCaps.target_operations: must be at least 1")
         if self.max_bytes <= EMPTY_BUNDLE_BYTES:
             raise ValueError(f"PlanCaps.max_bytes: must be more than {EMPTY_BUNDLE_BYTES}")
 
@@ -134,8 +140,11 @@ class _Bin:
     def fits(self, ops: Sequence[PlannedOp], caps: PlanCaps) -> bool:
         if self.isolated:
             return False
-        if self.count + len(ops) > caps.max_operations:
+        count = self.count + len(ops)
+        if count > caps.max_operations:
             return False
+        if self.count and count > (caps.target_operations or caps.max_operations):
+            return False  # the target closes a bundle, but never turns away a first unit
         return self.size + self.added_bytes(ops) <= caps.max_bytes
 
     def add(self, ops: Sequence[PlannedOp]) -> None:

@@ -31,7 +31,9 @@ class SubmitCounts(_Counts):
     released: int = 0
     """Certainly not processed (throttled, refused credentials, no connection): retried later."""
     parked: int = 0
-    """Left for the failure handling (outcome unknown, refused as a whole, contract error)."""
+    """Left for an operator (a contract error, a request refused without receipts)."""
+    unknown: int = 0
+    """Outcome unknown (timeout, lost answer): kept `sending`, read back later."""
     lost_claim: int = 0
     """Another worker took the record over meanwhile: nothing written."""
     events_final: int = 0
@@ -69,6 +71,8 @@ class RecoverResult(SubmitCounts):
 
     claimed: int = 0
     resubmitted: int = 0
+    read_back: int = 0
+    """Records whose outcome was unknown, resolved by reading their entities back."""
     busy: int = 0
 
 

@@ -5,7 +5,8 @@ and, per due group, the buffers that share its resources: the walk of `grouping.
 in snapshot.lua so that it is read atomically), one reserve for the bundles that can leave at
 once, then per bundle `sending` and its record (or `sent`), and one reserve per follower. A round
 reads at most `flush_read_limit` events, so worker memory stays flat however long the backlog;
-groups beyond that are read by the next round.
+groups beyond that are read by the next round. The snapshot also carries the source's shrunk
+bundle cap (`flow/sizing.py`), so planning at it costs no round trip.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from worker.flow.counts import FlushResult
 from worker.flow.deps import Deps
 from worker.flow.holding import Candidate
 from worker.flow.selection import Selection, select_bundles
+from worker.flow.sizing import plan_caps_for
 from worker.flow.submit import Claimed, submit_all, submit_claimed
 from worker.store.records import BundleToReserve, RejectedEvent, Snapshot
 
@@ -119,7 +121,7 @@ def flush(deps: Deps, source: str, groups: Sequence[str]) -> FlushResult:
         selection = select_bundles(
             snapshot,
             candidates,
-            caps=deps.settings.plan_caps(),
+            caps=plan_caps_for(deps, source, snapshot),
             mode=deps.settings.coalesce_mode,
             new_id=deps.new_id,
             bulk_caps=deps.bulk_caps,

@@ -16,14 +16,14 @@ import structlog
 from api_client import RegistryError
 from worker.flow.deps import Deps
 from worker.pauses import PauseKind, PausePolicy, decide_pause
-from worker.store.pauses import GateAnswer, Pause, PauseStore
+from worker.store.pauses import Gate, GateAnswer, Pause, PauseStore
 
 __all__ = [
     "active_pauses",
     "hold_until_ms",
     "pause_gate",
     "pause_source",
-    "polls_paused",
+    "poll_gate",
     "resume_source",
 ]
 
@@ -46,12 +46,16 @@ def active_pauses(deps: Deps, sources: Sequence[str], now_ms: int) -> dict[str, 
     return {source: p for source, p in found.items() if p.active(now_ms)}
 
 
-def polls_paused(deps: Deps, source: str) -> bool:
-    """Whether polls of the source's accepted tasks wait (an auth pause that still holds)."""
+def poll_gate(deps: Deps, source: str) -> Gate:
+    """Whether polls of the source's accepted tasks may go: `paused` while an auth pause holds;
+    `probe` once it has ended, for one caller only (`pause_gate`): its first request tries the
+    key, as a submission would, and every other poller waits for the answer; else `open`."""
     pause = _pauses(deps).get(source)
-    if pause is None or not pause.active(deps.now_ms()):
-        return False
-    return pause.kind == PauseKind.AUTH.value
+    if pause is None or pause.kind != PauseKind.AUTH.value:
+        return "open"
+    if pause.active(deps.now_ms()):
+        return "paused"
+    return pause_gate(deps, source).gate
 
 
 def pause_gate(deps: Deps, source: str) -> GateAnswer:

@@ -5,7 +5,8 @@ for the task without receipts, and then either schedules the next poll (backoff 
 `poll_cap_ms`; past `poll_deadline_ms` since acceptance the task is STALE and polled every
 `poll_slow_cap_ms`, keeping its locks) or, on a terminal status, fetches the receipts once and
 records the outcome. Every next poll of one round is written in one round trip. An error that
-pauses the source (`flow/pausing.py`) is recorded as a pause too; an auth pause stops polls.
+pauses the source (`flow/pausing.py`) is recorded as a pause too; an auth pause stops polls, the
+rest of the round included, and once it ends a single poll tries the key again (its probe).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import structlog
 from api_client import IssuedBy, RegistryError, TaskRef
 from worker.flow.counts import PollResult
 from worker.flow.deps import Deps
-from worker.flow.layout import LayoutError
-from worker.flow.pausing import pause_source, polls_paused
-from worker.flow.recover import load_claimed
-from worker.flow.submit import record_answer
+from worker.flow.pausing import pause_source, poll_gate, resume_source
+from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
+from worker.flow.recover import load_or_park
+from worker.flow.submit import record_answer, record_resolution
+from worker.pauses import PauseKind
 from worker.store.records import ClaimedRecord
 
 __all__ = ["next_poll_delay_ms", "poll"]
@@ -55,17 +57,40 @@ def _repoll(deps: Deps, record: ClaimedRecord, status: str, error: str = "") -> 
     }
 
 
+def _give_up(
+    deps: Deps, source: str, record: ClaimedRecord, reason: str, result: PollResult
+) -> None:
+    """Poison: keep what the Registry shows applied, dead-letter the rest (never left stuck)."""
+    _log.error("poll.poison", source=source, bundle=record.bundle_id, task=record.task_id)
+    claimed = load_or_park(deps, source, record, result)
+    if claimed is None:
+        return
+    decided = resolve_unknown(deps, source, claimed.plan, sending_at_ms=0, give_up=reason)
+    if isinstance(decided, ReadAgain):
+        decided = give_up_all(claimed.plan, reason)
+    record_resolution(deps, source, claimed, decided, result)
+
+
 def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
     """Poll the tasks of these bundles of one source (the ticker's due polls)."""
     result = PollResult()
-    if polls_paused(deps, source):
+    gate = poll_gate(deps, source)
+    if gate == "paused":
         return result  # an auth pause: the entries come due again after the ticker's lease
     claimed = deps.store.claim(source, bundle_ids, deps.now_ms(), "poll")
     repolls: list[dict[str, Any]] = []
+    held = ""  # set once this round meets an auth pause: the rest wait, unasked
     for record in claimed:
         if record.code == "busy":
             result.busy += 1
         if record.code != "ok" or record.fence is None:
+            continue
+        give_up = poison_reason(deps, record.recoveries, "polling")
+        if give_up is not None:
+            _give_up(deps, source, record, give_up, result)
+            continue
+        if held:
+            repolls.append(_repoll(deps, record, "", held))
             continue
         result.polled += 1
         try:
@@ -76,24 +101,22 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
                 state = deps.client.get_task_state(ref, with_receipts=True)
         except (RegistryError, ValueError) as exc:
             result.errors += 1
-            if isinstance(exc, RegistryError):
-                pause_source(deps, source, exc)
+            pause = pause_source(deps, source, exc) if isinstance(exc, RegistryError) else None
+            if pause is not None and PauseKind(pause.kind).stops_polls:
+                held = f"held: the source is paused ({pause.kind})"
             repolls.append(_repoll(deps, record, "", f"{type(exc).__name__}: {exc}"))
             continue
+        if gate == "probe":
+            gate = "open"
+            resume_source(deps, source)
         if not state.is_terminal:
             item = _repoll(deps, record, str(state.status))
             result.pending += 1
             result.stale += 1 if item["stale"] and not record.stale else 0
             repolls.append(item)
             continue
-        try:
-            claimed_bundle = load_claimed(deps, source, record)
-        except LayoutError as exc:
-            _log.error("poll.layout_unreadable", source=source, bundle=record.bundle_id)
-            deps.store.park(
-                source, record.bundle_id, record.fence, error=str(exc), now_ms=deps.now_ms()
-            )
-            result.parked += 1
+        claimed_bundle = load_or_park(deps, source, record, result)
+        if claimed_bundle is None:
             continue
         record_answer(deps, source, claimed_bundle, state, result)
     deps.store.mark(source, repolls, deps.now_ms())

@@ -1,12 +1,16 @@
-"""Recover bundle records whose claim expired, or whose retry time came (the ticker's claims).
+"""Recover bundle records whose claim expired, or whose retry or read-back time came.
 
-What recovery does today, per state (docs/pipeline.md section 6):
+Per state (docs/pipeline.md section 6, docs/reliability.md):
 - `planned`: nothing was sent (or it was certainly not processed): claim it and submit it.
-- `sending`: the request may have been applied and the worker that knew is gone. Sending it again
-  could apply it twice, so it is parked with its locks held, counted in the backlog, until the
-  failure handling resolves it by reading the entities back.
+- `sending`: the request may have been applied and the answer is lost (the worker died, or the
+  client reported the outcome unknown): read the entities back (`flow/readback.py`), then record
+  what applied and send the rest again, or read again later.
 - `sent`: the poll schedule owns it (its claims entry is dropped, its poll kept).
 - `recorded`, or no record: its schedule entries are dropped.
+
+A record whose claimant was found gone more than `max_bundle_recoveries` times is poison: a
+`planned` one is dead-lettered whole; a `sending` one keeps what the read-back finds applied and
+dead-letters the rest.
 """
 
 from __future__ import annotations
@@ -15,21 +19,22 @@ from collections.abc import Sequence
 
 import structlog
 
-from worker.flow.counts import RecoverResult
+from worker.flow.counts import RecoverResult, SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError, rebuild_bundle
-from worker.flow.submit import Claimed, submit_claimed
+from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
+from worker.flow.submit import (
+    Claimed,
+    mark_unknown,
+    record_resolution,
+    submit_claimed,
+)
 from worker.store.codec import event_from_json
 from worker.store.records import ClaimedRecord
 
-__all__ = ["load_claimed", "recover"]
+__all__ = ["load_claimed", "load_or_park", "recover"]
 
 _log = structlog.get_logger("worker.pipeline")
-
-SENDING_PARKED = (
-    "outcome unknown: the worker sending it stopped before recording an answer; resolving it by "
-    "reading the entities back is the failure handling's"
-)
 
 
 def load_claimed(deps: Deps, source: str, record: ClaimedRecord) -> Claimed:
@@ -49,8 +54,38 @@ def load_claimed(deps: Deps, source: str, record: ClaimedRecord) -> Claimed:
     return Claimed(record.bundle_id, record.fence, plan, record.attempts)
 
 
+def load_or_park(
+    deps: Deps, source: str, record: ClaimedRecord, counts: SubmitCounts
+) -> Claimed | None:
+    """The claimed bundle; None once a record whose layout cannot be read is parked."""
+    try:
+        return load_claimed(deps, source, record)
+    except LayoutError as exc:
+        _log.error("bundle.layout_unreadable", source=source, bundle=record.bundle_id)
+        if record.fence is not None:
+            deps.store.park(
+                source, record.bundle_id, record.fence, error=str(exc), now_ms=deps.now_ms()
+            )
+            counts.parked += 1
+        return None
+
+
+def _read_back(
+    deps: Deps, source: str, record: ClaimedRecord, claimed: Claimed, result: RecoverResult
+) -> None:
+    give_up = poison_reason(deps, record.recoveries, "sending")
+    decided = resolve_unknown(
+        deps, source, claimed.plan, sending_at_ms=record.sending_at, give_up=give_up
+    )
+    if isinstance(decided, ReadAgain):
+        mark_unknown(deps, source, claimed, decided.delay_ms, decided.why, result)
+        return
+    result.read_back += 1
+    record_resolution(deps, source, claimed, decided, result)
+
+
 def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult:
-    """Recover these bundles of one source (expired claims, retries that came due)."""
+    """Recover these bundles of one source (expired claims, retries and read-backs come due)."""
     result = RecoverResult()
     for record in deps.store.claim(source, bundle_ids, deps.now_ms(), "recover"):
         if record.code == "busy":
@@ -58,21 +93,19 @@ def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult
         if record.code != "ok" or record.fence is None:
             continue
         result.claimed += 1
-        if record.state == "planned":
-            try:
-                claimed = load_claimed(deps, source, record)
-            except LayoutError as exc:
-                deps.store.park(
-                    source, record.bundle_id, record.fence, error=str(exc), now_ms=deps.now_ms()
-                )
-                result.parked += 1
-                continue
-            result.resubmitted += 1
-            submit_claimed(deps, source, claimed, result)
-        elif record.state == "sending":
-            deps.store.park(
-                source, record.bundle_id, record.fence, error=SENDING_PARKED, now_ms=deps.now_ms()
-            )
-            result.parked += 1
-            _log.warning("bundle.outcome_unknown", source=source, bundle=record.bundle_id)
+        if record.state not in ("planned", "sending"):
+            continue
+        claimed = load_or_park(deps, source, record, result)
+        if claimed is None:
+            continue
+        if record.state == "sending":
+            _read_back(deps, source, record, claimed, result)
+            continue
+        give_up = poison_reason(deps, record.recoveries, "submitting")
+        if give_up is not None:
+            _log.error("bundle.poison", source=source, bundle=record.bundle_id)
+            record_resolution(deps, source, claimed, give_up_all(claimed.plan, give_up), result)
+            continue
+        result.resubmitted += 1
+        submit_claimed(deps, source, claimed, result)
     return result

@@ -12,7 +12,8 @@ leaves a record that says "maybe applied". Then, by what the client answered:
   submission is not sent but held (back to `planned`, due when the pause ends); the first one
   after it is the probe, and an answer from the Registry ends the pause.
 - `OutcomeUnknownError`, `ContractError`, anything unexpected: maybe applied; stays `sending`,
-  parked, locks held, until the failure handling resolves it by reading the entities back.
+  locks held, and is resolved by reading the entities back (`flow/readback.py`), first after
+  `readback_interval_ms`.
 - 400 or 413 without receipts (refused as a whole, naming no operation): bisected at once
   (`flow/isolation.py`), every half's outcomes recorded once on this record.
 - another `APIError` (404, 409, 501 without receipts): stays `sending`, parked.
@@ -36,6 +37,7 @@ from api_client import (
     APIError,
     AuthError,
     IssuedBy,
+    OutcomeUnknownError,
     RateLimitedError,
     RegistryError,
     TaskRef,
@@ -54,16 +56,27 @@ from worker.domain.events import Target
 from worker.domain.outcomes import Outcomes, outcomes_from_receipts
 from worker.domain.plan import BundlePlan, Plan, PlanError
 from worker.domain.plan_check import validate_plan
+from worker.domain.readback import Resolution
 from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
 from worker.flow.layout import Sendable
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
+from worker.flow.readback import told_apart
+from worker.flow.sizing import shrink_bundles
 from worker.store.pauses import GateAnswer
 from worker.store.records import EventOutcomeRecord
 
-__all__ = ["Claimed", "Step", "record_answer", "submit_all", "submit_claimed"]
+__all__ = [
+    "Claimed",
+    "Step",
+    "mark_unknown",
+    "record_answer",
+    "record_resolution",
+    "submit_all",
+    "submit_claimed",
+]
 
 _log = structlog.get_logger("worker.pipeline")
 
@@ -80,7 +93,9 @@ class Step(Enum):
     RELEASED = "released"
     """Certainly not processed: submitted again later."""
     PARKED = "parked"
-    """Left for the failure handling."""
+    """Left for an operator."""
+    UNKNOWN = "unknown"
+    """Outcome unknown: stays `sending`, read back later."""
     LOST = "lost"
     """Another worker's claim: nothing written."""
 
@@ -112,7 +127,9 @@ def retry_delay_ms(deps: Deps, attempts: int, hint_s: float | None = None) -> in
     return max(1, int(deps.rng.uniform(ceiling / 2, ceiling)))
 
 
-def outcome_records(outcomes: Outcomes) -> list[EventOutcomeRecord]:
+def outcome_records(
+    outcomes: Outcomes, resent: frozenset[str] = frozenset()
+) -> list[EventOutcomeRecord]:
     """The core's outcomes as record.lua takes them (errors as compact JSON)."""
     return [
         EventOutcomeRecord(
@@ -121,6 +138,7 @@ def outcome_records(outcomes: Outcomes) -> list[EventOutcomeRecord]:
             error=None if o.error is None else o.error.model_dump_json(exclude_none=True),
             reason=o.reason or None,
             bound_to=o.bound_to,
+            resent=o.event_id in resent,
         )
         for o in outcomes.outcomes
     ]
@@ -133,9 +151,16 @@ def record_answer(
     answer: BundleReceipts | TaskState | BulkRejected,
     counts: SubmitCounts,
 ) -> Step:
-    """Interpret a terminal answer (the core) and record it once (record.lua, fenced)."""
+    """Interpret a terminal answer (the core) and record it once (record.lua, fenced).
+
+    For events sent again after a read-back, a DELETE refused NOT_FOUND, or a CREATE refused
+    ALREADY_EXISTS for an entity that matches, is read as applied (`readback.told_apart`).
+    """
     try:
-        outcomes = outcomes_from_receipts(claimed.plan, answer)
+        applied, untold = told_apart(deps, source, claimed.plan, answer)
+        outcomes = outcomes_from_receipts(
+            claimed.plan, answer, applied_anyway=applied, retry_anyway=untold
+        )
     except (ReceiptMismatchError, ValueError) as exc:
         return _park(deps, source, claimed, f"receipts do not match what was sent: {exc}", counts)
     status = str(answer.status) if answer.status is not None else "PERSISTED"
@@ -149,6 +174,7 @@ def _record(
     outcomes: Outcomes,
     status: str,
     counts: SubmitCounts,
+    resent: frozenset[str] = frozenset(),
 ) -> Step:
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED."""
     outcomes = cap_cancelled(deps, source, outcomes)
@@ -156,7 +182,7 @@ def _record(
         source,
         claimed.bundle_id,
         claimed.fence,
-        outcome_records(outcomes),
+        outcome_records(outcomes, resent),
         status=status,
         now_ms=deps.now_ms(),
     )
@@ -180,6 +206,36 @@ def _park(deps: Deps, source: str, claimed: Claimed, why: str, counts: SubmitCou
     counts.parked += 1
     _log.warning("bundle.parked", source=source, bundle=claimed.bundle_id, reason=why[:200])
     return Step.PARKED
+
+
+def record_resolution(
+    deps: Deps, source: str, claimed: Claimed, resolution: Resolution, counts: SubmitCounts
+) -> Step:
+    """Record what a read-back decided, flagging the events it sends again."""
+    return _record(
+        deps, source, claimed, resolution.outcomes, "READ_BACK", counts, resolution.resent
+    )
+
+
+def mark_unknown(
+    deps: Deps, source: str, claimed: Claimed, delay_ms: int, why: str, counts: SubmitCounts
+) -> Step:
+    """Outcome unknown: stays `sending` with its locks, read back after `delay_ms`."""
+    now = deps.now_ms()
+    done = deps.store.mark_unknown(
+        source,
+        claimed.bundle_id,
+        claimed.fence,
+        read_at_ms=now + delay_ms,
+        error=why[:500],
+        now_ms=now,
+    )
+    if not done:
+        counts.lost_claim += 1
+        return Step.LOST
+    counts.unknown += 1
+    _log.warning("bundle.outcome_unknown", source=source, bundle=claimed.bundle_id, why=why[:200])
+    return Step.UNKNOWN
 
 
 def _release(
@@ -281,7 +337,11 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
             return _bisect(deps, source, claimed, claimed.plan, exc, counts)
         return _park(deps, source, claimed, f"refused as a whole without receipts: {exc}", counts)
     except RegistryError as exc:
-        return _park(deps, source, claimed, f"outcome unknown: {exc}", counts)
+        if isinstance(exc, OutcomeUnknownError) and isinstance(claimed.plan, BundlePlan):
+            why = f"outcome unknown ({type(exc).__name__})"
+            shrink_bundles(deps, source, why, sent_ops=len(claimed.plan.ops))
+        why = f"outcome unknown: {exc}"
+        return mark_unknown(deps, source, claimed, deps.settings.readback_interval_ms, why, counts)
     if gate.gate == "probe":
         resume_source(deps, source)
     if isinstance(answer, TaskAccepted):
@@ -298,6 +358,7 @@ def _bisect(
     counts: SubmitCounts,
 ) -> Step:
     """Refused as a whole without receipts: bisect, then record every event's outcome once."""
+    shrink_bundles(deps, source, f"refused as a whole ({error.status})", sent_ops=len(plan.ops))
 
     def keep_claim() -> None:
         deps.store.renew(source, [(claimed.bundle_id, claimed.fence)], deps.now_ms())
@@ -307,7 +368,7 @@ def _bisect(
         why = (
             f"refused as a whole without receipts ({error}); bisection stopped: {bisected.stopped}"
         )
-        return _park(deps, source, claimed, why, counts)
+        return mark_unknown(deps, source, claimed, deps.settings.readback_interval_ms, why, counts)
     _log.info(
         "bundle.bisected", source=source, bundle=claimed.bundle_id, requests=bisected.requests
     )

@@ -8,7 +8,8 @@ match `events.LABEL_PATTERN` (a bulk group adds the `@bulk:` prefix) and entity 
 
 Only finished things expire, with the results TTL: an event's hash once its outcome is final, a
 ref, a recorded bundle and a finished task. Buffers, records in flight, locks, schedules, counters
-and dead letters never expire.
+and dead letters never expire. A source's bundle-size state (`shrink_key`) expires when its cap is
+back to the configured one: it holds no work, only a cap that no longer shrinks anything.
 """
 
 from __future__ import annotations
@@ -196,3 +197,13 @@ PAUSE: Final = "pause"
 def pause_key(source: str) -> str:
     """The source's pause: kind, reason, until, since, strikes, probe (hash; pause.lua)."""
     return prefix(source) + PAUSE
+
+
+SHRINK: Final = "shrink"
+"""Suffix of a source's bundle-size state (string, see `worker/store/sizing.py`); it expires when
+the cap is back to `max_bundle_ops`, since from then on it says nothing."""
+
+
+def shrink_key(source: str) -> str:
+    """The source's shrunk bundle cap and when it was shrunk, `cap:shrunkAtMs` (string)."""
+    return prefix(source) + SHRINK

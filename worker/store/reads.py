@@ -90,6 +90,15 @@ class StoreReads(StoreBase):
         values = pipe.execute()
         return {eid: to_int(v) for eid, v in zip(event_ids, values, strict=True)}
 
+    def resent_events(self, source: str, event_ids: Sequence[str]) -> frozenset[str]:
+        """Which of these events were sent again after a read-back (flag `amb`)."""
+        names = keys.SourceKeys(source)
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hget(names.event(event_id), "amb")
+        values = pipe.execute()
+        return frozenset(eid for eid, v in zip(event_ids, values, strict=True) if to_int(v) == 1)
+
     def find_event(self, event_id: str, sources: Sequence[str]) -> tuple[str, dict[str, str]]:
         """The first source holding `event_id` and its stored fields (no body); one round trip.
 

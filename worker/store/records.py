@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from worker.domain.sizing import BundleSizing
+
 Hint = Literal["now", "linger", "wait"]
 """When a group that still holds events after a flush is due again (see reserve.lua)."""
 
@@ -89,6 +91,8 @@ class Snapshot:
     touch: Mapping[str, Mapping[str, int]]
     """resource key -> group -> pending events touching it."""
     locks: Mapping[str, LockState]
+    sizing: BundleSizing | None = None
+    """The source's shrunk bundle cap, read with the rest (None: not shrunk)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ class ClaimedRecord:
     layout: str
     event_ids: tuple[str, ...]
     attempts: int
+    sending_at: int = 0
+    """When the record last went `sending` (ms), 0 if never."""
+    recoveries: int = 0
+    """Times a claimant of this record (in the claim's mode) was found gone."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,8 @@ class EventOutcomeRecord:
     error: str | None = None
     reason: str | None = None
     bound_to: str | None = None
+    resent: bool = False
+    """Sent again after a read-back: its next refusal may mean "already applied"."""
 
 
 @dataclass(frozen=True)

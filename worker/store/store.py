@@ -30,13 +30,14 @@ from worker.store.records import (
     RejectedEvent,
     Snapshot,
 )
+from worker.store.sizing import StoreSizing, decode_sizing
 
 __all__ = ["EvictionPolicyError", "InvalidEntry", "Store"]
 
-_CLAIM_ROW: Final = 12
+_CLAIM_ROW: Final = 14
 
 
-class Store(StorePublish, StoreReads):
+class Store(StorePublish, StoreReads, StoreSizing):
     """Python wrappers over the Lua scripts and plain reads of the worker's Redis state.
 
     Args:
@@ -87,7 +88,8 @@ class Store(StorePublish, StoreReads):
             )
             for key, state in (meta.get("locks") or {}).items()
         }
-        return Snapshot(int(meta.get("seq") or 0), group_reads, events, touch, locks)
+        sizing = decode_sizing(meta.get("shrink") or None)
+        return Snapshot(int(meta.get("seq") or 0), group_reads, events, touch, locks, sizing)
 
     def reserve(
         self,
@@ -165,6 +167,8 @@ class Store(StorePublish, StoreReads):
                     layout=row[9],
                     event_ids=tuple(json_list(row[10])),
                     attempts=to_int(row[11]),
+                    sending_at=to_int(row[12]),
+                    recoveries=to_int(row[13]),
                 )
             )
         return claimed
@@ -216,6 +220,13 @@ class Store(StorePublish, StoreReads):
         }
         return self.mark(source, [item], now_ms)[0]
 
+    def mark_unknown(
+        self, source: str, bundle_id: str, fence: int, *, read_at_ms: int, error: str, now_ms: int
+    ) -> bool:
+        """Outcome unknown: stays `sending`, locks held, read back at `read_at_ms`."""
+        item = {"op": "unknown", "id": bundle_id, "fence": fence, "at": read_at_ms, "err": error}
+        return self.mark(source, [item], now_ms)[0]
+
     def park(self, source: str, bundle_id: str, fence: int, *, error: str, now_ms: int) -> bool:
         """Out of every schedule, locks kept, for the failure handling (counted in the backlog)."""
         item = {"op": "park", "id": bundle_id, "fence": fence, "err": error}
@@ -244,7 +255,14 @@ class Store(StorePublish, StoreReads):
             "ttl": self.settings.results_ttl_s,
             "status": status,
             "outcomes": [
-                {"e": o.event_id, "f": o.fate, "err": o.error, "r": o.reason, "bt": o.bound_to}
+                {
+                    "e": o.event_id,
+                    "f": o.fate,
+                    "err": o.error,
+                    "r": o.reason,
+                    "bt": o.bound_to,
+                    "rs": 1 if o.resent else None,
+                }
                 for o in outcomes
             ],
         }

@@ -223,3 +223,71 @@ def test_record_keeps_an_atomic_batch_together_when_it_comes_back(store, client,
     )  # fmt: skip
 
     assert client.hget(names.event("m1"), "g") == client.hget(names.event("m2"), "g")
+
+
+def test_unknown_keeps_sending_and_locks_and_brings_the_record_back_for_a_read_back(
+    store, client, names
+):
+    put(store, resource(eid="a"))
+    reserved(store)
+    store.mark_sending(SOURCE, "B1", 1, NOW + 5)
+
+    assert store.mark_unknown(SOURCE, "B1", 1, read_at_ms=NOW + 50, error="timeout", now_ms=NOW)
+
+    record = client.hgetall(names.bundle("B1"))
+    assert (record["st"], record["rb"], record["err"], record["sat"]) == (
+        "sending",
+        "1",
+        "timeout",
+        str(NOW + 5),
+    )
+    assert client.zscore(names.claims, "B1") == NOW + 50
+    assert client.hget(names.xlock, P1) == "B1"
+    (claimed,) = store.claim(SOURCE, ["B1"], NOW + 50, "recover")
+    assert (claimed.code, claimed.state, claimed.sending_at) == ("ok", "sending", NOW + 5)
+    assert claimed.recoveries == 0  # a scheduled read-back is not a worker found gone
+    assert store.mark_unknown(SOURCE, "B1", 1, read_at_ms=NOW, error="x", now_ms=NOW) is False
+
+
+def test_unknown_is_refused_for_a_record_that_is_not_sending(store, names):
+    put(store, resource(eid="a"))
+    reserved(store)
+    assert store.mark_unknown(SOURCE, "B1", 1, read_at_ms=NOW, error="x", now_ms=NOW) is False
+
+
+def test_claims_taken_over_from_a_gone_worker_are_counted_per_mode(store):
+    put(store, resource(eid="a"))
+    reserved(store)  # claimed by the flushing worker until NOW + 3000
+    counts = []
+    at = NOW
+    for _ in range(3):
+        at += 3001  # the claimant never wrote again: its claim expired
+        (claimed,) = store.claim(SOURCE, ["B1"], at, "recover")
+        counts.append(claimed.recoveries)
+    assert counts == [1, 2, 3]
+
+    store.mark_sending(SOURCE, "B1", 4, at)
+    store.mark_sent(
+        SOURCE, "B1", 4, task_id="bd_1", issued_by="bundle", first_poll_ms=at, now_ms=at
+    )
+    (first,) = store.claim(SOURCE, ["B1"], at + 1, "poll")
+    (again,) = store.claim(SOURCE, ["B1"], at + 3002, "poll")
+    assert (first.recoveries, again.recoveries) == (0, 1)
+
+
+def test_record_flags_events_sent_again_after_a_read_back(store, client, names):
+    put(store, resource(eid="a"))
+    put(store, resource(eid="b", id_="p2"))
+    reserved(store, events=("a", "b"), writes=(P1, "res:src-a:provider:p2"))
+
+    store.record(
+        SOURCE,
+        "B1",
+        1,
+        [EventOutcomeRecord("a", "RETRY", resent=True), EventOutcomeRecord("b", "RETRY")],
+        status="READ_BACK",
+        now_ms=NOW,
+    )
+
+    assert store.resent_events(SOURCE, ["a", "b", "missing"]) == frozenset({"a"})
+    assert client.hget(names.event("a"), "st") == "pending"

@@ -1,9 +1,9 @@
 """A client error during submit or poll never loses an event or corrupts a record.
 
 Certainly-not-processed answers (429, 503, 401) release the bundle and it is submitted again;
-maybe-applied answers (502 after applying, a dropped connection) park it for the failure
-handling, its locks held and its events counted in flight (a refusal without receipts is
-bisected: test_isolation.py); a worker that dies leaves a record that recovery picks up.
+a worker that dies before sending leaves a record that recovery submits. Maybe-applied answers
+are resolved by reading back (test_readback.py); a refusal without receipts is bisected
+(test_isolation.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import pytest
 
 from worker.pipeline import flush, run_due
 from worker.results import backlog, event_status
-from worker.store.keys import SourceKeys
 
 from .checks import check_against_oracle
-from .conftest import SOURCE, Harness, HarnessFactory
+from .conftest import SOURCE, Harness
 
 pytestmark = pytest.mark.integration
 
@@ -62,37 +61,6 @@ def test_failures_certainly_not_processed_is_submitted_again(harness_factory, ef
     check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
 
 
-@pytest.mark.parametrize(
-    "effect",
-    [
-        {"kind": "status", "status": 502, "apply_first": True},
-        {"kind": "drop", "apply_first": True},
-    ],
-    ids=["502-applied", "dropped-after-applying"],
-)
-def test_failures_maybe_applied_is_parked_with_its_locks(harness_factory: HarnessFactory, effect):
-    harness = harness_factory()
-    harness.add_fault({"route": "bundle", "times": 1, "effect": effect})
-    harness.publish(offices("o1"))
-
-    flush(harness.deps, SOURCE, ["office:o1"])
-    harness.publish([{**offices("o1")[0], "eventId": "ev-later"}])
-    for _ in range(5):
-        run_due(harness.deps)
-
-    # the first event is in flight (parked), the later one on the same entity waits behind it
-    assert event_status(harness.deps, "ev-o1").status == "in_flight"
-    assert event_status(harness.deps, "ev-later").status == "pending"
-    current = backlog(harness.deps)
-    assert (current.parked, current.in_flight, current.buffered) == (1, 1, 1)
-    names = SourceKeys(SOURCE)
-    (parked,) = [str(member) for member in harness.deps.store.client.zrange(names.parked, 0, -1)]
-    record = harness.deps.store.client.hgetall(names.bundle(parked))
-    assert record["st"] == "sending"
-    assert record["err"]
-    assert harness.deps.store.client.hget(names.xlock, "res:hospital-a:office:o1") == parked
-
-
 def test_failures_worker_dying_before_sending_is_recovered_and_submitted(harness_factory):
     harness = harness_factory(http_deadline_s=0.2, claim_ttl_ms=300)
     harness.publish(offices("o1", "o2"))
@@ -112,26 +80,6 @@ def test_failures_worker_dying_before_sending_is_recovered_and_submitted(harness
 
     assert {event_status(harness.deps, e).status for e in ("ev-o1", "ev-o2")} == {"applied"}
     check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
-
-
-def test_failures_worker_dying_while_sending_is_parked_by_recovery(harness_factory):
-    harness = harness_factory(http_deadline_s=0.2, claim_ttl_ms=300)
-    harness.publish(offices("o1"))
-    client = harness.deps.client
-    original = client.submit_bundle
-
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("worker killed mid-request")
-
-    client.submit_bundle = crash
-    with pytest.raises(RuntimeError):
-        flush(harness.deps, SOURCE, ["office:o1"])
-    client.submit_bundle = original
-
-    run_until(harness, lambda: backlog(harness.deps).parked == 1)
-
-    assert event_status(harness.deps, "ev-o1").status == "in_flight"
-    assert harness.registry.write_log() == []  # never resent blindly
 
 
 def test_failures_poll_errors_are_retried_until_the_task_ends(harness_factory):

@@ -233,6 +233,24 @@ async def test_fault_op_id_refuses_only_requests_touching_that_id(app, client, r
     assert direct.status_code == 400  # the path id counts too
 
 
+async def test_fault_min_ops_refuses_only_bundles_that_large(app, client, registry):
+    add(app, route="bundle", min_ops=3, effect={"kind": "status", "status": 413})
+
+    def offices(n: int) -> dict[str, Any]:
+        upserts = [
+            {"action": "UPSERT", "upsert": {"id": f"o{i}", "type": "office", "data": {}}}
+            for i in range(n)
+        ]
+        return {"resourceOperations": upserts, "relationshipOperations": []}
+
+    refused = await client.post(BUNDLE_URL, json=offices(3), headers=AUTH)
+    assert refused.status_code == 413
+    assert "receipts" not in refused.json()
+    accepted = await client.post(BUNDLE_URL, json=offices(2), headers=AUTH)
+    assert accepted.status_code == 200
+    assert [e["opCount"] for e in app.context.requests.entries()] == [3, 2]
+
+
 async def test_fault_times_limits_the_firings(app, client):
     add(app, route="get_profile", times=1, effect={"kind": "status", "status": 503})
     statuses = [

@@ -90,6 +90,16 @@ def test_fault_plan_op_id_matches_requests_holding_that_id():
     assert not plan.decide(other).fired
 
 
+def test_fault_plan_min_ops_matches_requests_carrying_at_least_that_many_operations():
+    plan = FaultPlan([rule(route="bundle", min_ops=3, effect={"kind": "status", "status": 413})])
+    decisions = [
+        plan.decide(RequestFacts(method="POST", path="/b", route="bundle", op_count=n)).terminal
+        for n in (0, 2, 3, 50)
+    ]
+    assert [d is not None for d in decisions] == [False, False, True, True]
+    assert plan.describe()[0]["seen"] == 2, "requests below min_ops are filtered out, not counted"
+
+
 def test_fault_plan_source_filter():
     plan = FaultPlan([rule(source="other", effect={"kind": "drop"})])
     assert not plan.decide(BUNDLE).fired

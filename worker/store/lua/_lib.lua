@@ -14,6 +14,7 @@
 --   bd    bundle carrying it                      task  task id
 --   fate  last fate                               err   error (JSON)   reason   why   bound   cause
 --   stage where it was dead-lettered (publish|flush|record)
+--   amb   1: sent again after a read-back (its first request may have landed late)
 
 local P = KEYS[1]
 

@@ -5,6 +5,8 @@
 --          'sending'  planned -> sending: the request is about to leave (attempt counted)
 --          'sent'     sending -> sent: ACCEPTED as {task, iss}; first poll at {at}; claim dropped
 --          'release'  planned|sending -> planned: certainly not processed; resubmit at {at}
+--          'unknown'  sending stays sending (outcome unknown): claim dropped, {err} kept, read
+--                     back at {at} (the claims schedule brings it to recovery again)
 --          'park'     keep the state, leave the schedules: for the failure handling {err}
 --          'renew'    extend the claim by claim_ttl
 --          'repoll'   sent: next poll at {at}, {stale} once past the deadline, last {status}
@@ -24,7 +26,7 @@ local function apply(item)
   if op == 'sending' then
     if st ~= 'planned' then return 0 end
     local expiry = now + cfg.claim_ttl
-    redis.call('HSET', key, 'st', 'sending', 'cexp', expiry, 'upd', now)
+    redis.call('HSET', key, 'st', 'sending', 'cexp', expiry, 'upd', now, 'sat', now)
     redis.call('HINCRBY', key, 'att', 1)
     redis.call('ZADD', P .. 'claims', expiry, item.id)
   elseif op == 'sent' then
@@ -38,6 +40,11 @@ local function apply(item)
   elseif op == 'release' then
     if st ~= 'planned' and st ~= 'sending' then return 0 end
     redis.call('HSET', key, 'st', 'planned', 'cexp', 0, 'err', item.err or '', 'upd', now)
+    redis.call('ZADD', P .. 'claims', item.at, item.id)
+  elseif op == 'unknown' then
+    if st ~= 'sending' then return 0 end
+    redis.call('HSET', key, 'cexp', 0, 'err', item.err or '', 'upd', now)
+    redis.call('HINCRBY', key, 'rb', 1)
     redis.call('ZADD', P .. 'claims', item.at, item.id)
   elseif op == 'park' then
     if st == 'recorded' then return 0 end

@@ -2,7 +2,8 @@
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {id, fence, now (ms), ttl (s), status: the answer's status,
---                outcomes: [{e, f: fate, err?: JSON string, r?: reason, bt?: bound-to event}]}
+--                outcomes: [{e, f: fate, err?: JSON string, r?: reason, bt?: bound-to event,
+--                            rs?: 1 when sent again after a read-back (flag `amb` kept)}]}
 -- Returns  0 when refused (no record, another fence, already recorded); else
 --          [1, final events, events back in buffers, dead letters]
 --
@@ -66,6 +67,7 @@ local function settle(o)
     redis.call('HSET', ekey, 'st', 'pending', 'g', group, 'bd', '', 'fate', o.f,
                'err', o.err or '', 'reason', o.r or '', 'att', attempts, 'upd', now)
     if o.f == 'UNMERGED' then redis.call('HSET', ekey, 'nm', 1) end
+    if o.rs then redis.call('HSET', ekey, 'amb', 1) end
     buffer_add(o.e, group, tonumber(e[7]), e[4], split(e[5]), tonumber(e[6]) or 0, now)
     wake[group] = true
     rebuffered = rebuffered + 1

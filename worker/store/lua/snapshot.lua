@@ -12,7 +12,9 @@
 --                          (every buffer listed, in reading order; read 0 when the limit ran out),
 --                  touch: {resourceKey: [group, count, ...]} for every resource the events touch,
 --                  locks: {entityKey: {x: bundle or false, s: [bundles]}} for those resources
---                         and for the relationships the events write}
+--                         and for the relationships the events write,
+--                  shrink: the source's bundle-size state (`shrink`, see shrink.lua) or false,
+--                          so that planning knows the cap without another round trip}
 --
 -- Each due group is followed by its closure, the walk of grouping.flush_set: every buffer whose
 -- pending events touch (write, or reference as a relationship end) a resource its events touch,
@@ -24,7 +26,7 @@ local budget = cfg.limit
 local max_groups = cfg.max_groups
 local parts = {}
 local meta = {seq = tonumber(redis.call('GET', P .. 'seq') or '0'), groups = {}, touch = {},
-              locks = {}}
+              locks = {}, shrink = redis.call('GET', P .. 'shrink')}
 local listed = {}
 local touch_of = {} -- resource -> flat HGETALL
 local relationships = {}
