@@ -208,3 +208,59 @@ def workers(settings: IngestSettings, tmp_path: Path) -> Iterator[Workers]:
         yield pool
     finally:
         pool.stop_all()
+
+
+# -- crashes: SIGKILL of a worker's main process or of one pool child -----------------------------
+
+GONE_TIMEOUT_S = 10.0
+
+
+def pool_children(worker: WorkerProcess) -> list[int]:
+    """The pids of the worker's pool children (read from /proc: no extra dependency)."""
+    pid = worker.process.pid
+    listed = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
+    return [int(child) for child in listed.split()]
+
+
+def _gone(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in {"Z", "X"}
+
+
+def wait_gone(pids: list[int], timeout_s: float = GONE_TIMEOUT_S) -> None:
+    """Wait until every one of `pids` has exited."""
+    deadline = time.monotonic() + timeout_s
+    while not all(_gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running: {[p for p in pids if not _gone(p)]}")
+        time.sleep(0.01)
+
+
+def kill_main(worker: WorkerProcess) -> None:
+    """SIGKILL the worker's main process, and wait until its pool children are gone too.
+
+    Celery's prefork children ask the kernel for SIGKILL when their parent dies
+    (`PR_SET_PDEATHSIG`), so nothing of the worker runs on: no request is answered, no record
+    written, and the messages it held stay unacknowledged until the visibility timeout.
+    """
+    children = pool_children(worker)
+    worker.process.kill()
+    worker.process.wait(STOP_TIMEOUT_S)
+    wait_gone(children)
+
+
+def kill_pool_child(worker: WorkerProcess) -> int:
+    """SIGKILL the worker's only pool child (start it with `concurrency=1`); its pid.
+
+    The main process lives on: it requeues the child's message (`task_reject_on_worker_lost`)
+    and forks a new child.
+    """
+    children = pool_children(worker)
+    assert len(children) == 1, f"expected one pool child, found {children}"
+    os.kill(children[0], signal.SIGKILL)
+    wait_gone(children)
+    return children[0]
