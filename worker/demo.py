@@ -3,8 +3,9 @@
 It starts a private Redis, the Registry emulator and two Celery worker processes (each with the
 ticker), publishes a stream of change events to two sources (one whose Registry answers at once,
 one that answers with tasks to poll), waits until the backlog is 0, and shows what became of
-every event, how few Registry requests carried them, and the dead letters. It says plainly what
-is not built yet.
+every event, how few Registry requests carried them, and the dead letters; replays one dead
+letter with corrected data; and shows a lost answer resolved by reading the Registry back. A 429
+is injected on the way. It says plainly what is not built yet.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ FAST = {
     "due_lease_ms": 2000,
     "claim_ttl_ms": 30_000,
     "http_deadline_s": 10.0,
+    "http_read_timeout_s": 1.0,
+    "readback_interval_ms": 300,
+    "readback_settle_ms": 10_000,
+    "pause_base_ms": 500,
     "task_soft_time_limit_s": 40.0,
     "task_time_limit_s": 45.0,
     "visibility_timeout_s": 120.0,
@@ -106,6 +111,7 @@ def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: Emulator
     out(f"1. Publishing {len(events)} change events to {SYNC_SOURCE} (answers at once) and")
     out(f"   {ASYNC_SOURCE} (answers with tasks to poll): offices, providers created by ref,")
     out("   relationships between them, repeated updates, deletes, and three bad events")
+    _inject_throttle(out, app)
     report = publish(deps, events)
     again = publish(deps, events[:10])
     counts = report.counts
@@ -148,11 +154,16 @@ def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: Emulator
     out("\n3. What became of every event")
     for status, count in sorted(statuses.items()):
         out(f"   {status:<14} {count}")
+    reads = {"get_resource", "get_relationship"}
+    carrying = sum(count for route, count in routes.items() if route not in reads)
     out(
-        f"\n   {len(requests)} Registry requests carried {counts.get('accepted', 0)} events "
+        f"\n   {carrying} Registry requests carried {counts.get('accepted', 0)} events "
         "(one single write each would take as many requests as events): "
-        + ", ".join(f"{route} {count}" for route, count in sorted(routes.items()))
+        + ", ".join(
+            f"{route} {count}" for route, count in sorted(routes.items()) if route not in reads
+        )
     )
+    _throttle_summary(out, requests)
     for source in (SYNC_SOURCE, ASYNC_SOURCE):
         snapshot = app.context.registry.snapshot(source)
         out(
@@ -170,12 +181,79 @@ def _run(out: Callable[[str], None], deps: Deps, workers: Workers, app: Emulator
             )
     if not _replay_corrected(out, deps, workers):
         return 1
+    if not _lost_answer(out, deps, workers, app):
+        return 1
     probe = "demo-office-1"
     found = event_status(deps, probe)
     out(f"\n   clinia-ingest status {probe}: {found.status}, bundle {found.bundle_id}")
     out("")
     out(NOT_BUILT_YET)
     return 0
+
+
+HELD_S = 2.0
+"""How long the emulator holds one bundle before applying it: past the client's read timeout."""
+
+
+def _inject_throttle(out: Callable[[str], None], app: EmulatorApp) -> None:
+    """What a busy Registry does now and then: a 429 with Retry-After."""
+    from emulator.faults import FaultRule
+
+    app.context.faults.add(
+        FaultRule.model_validate(
+            {"route": "bundle", "source": ASYNC_SOURCE, "calls": [2],
+             "effect": {"kind": "status", "status": 429, "retry_after": "1"}}
+        )
+    )  # fmt: skip
+    out(f"   (the emulator will answer one {ASYNC_SOURCE} bundle 429 with Retry-After: 1)")
+
+
+def _throttle_summary(out: Callable[[str], None], requests: list[dict[str, Any]]) -> None:
+    throttled = sum(1 for r in requests if r.get("status") == 429)
+    out(f"   {throttled} answer 429 paused {ASYNC_SOURCE} for every worker until its Retry-After")
+
+
+def _lost_answer(
+    out: Callable[[str], None], deps: Deps, workers: Workers, app: EmulatorApp
+) -> bool:
+    """A bundle whose answer is lost although the Registry applied it: read back, not resent."""
+    from emulator.faults import FaultRule
+    from worker.publisher import publish
+    from worker.results import backlog
+
+    out(
+        f"\n6. A lost answer: the emulator holds the next {SYNC_SOURCE} bundle {HELD_S:.0f} s "
+        "before applying it,\n   past the client's read timeout"
+    )
+    app.context.faults.add(
+        FaultRule.model_validate(
+            {"route": "bundle", "source": SYNC_SOURCE, "times": 1,
+             "effect": {"kind": "latency", "seconds": HELD_S}}
+        )
+    )  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"eventId": f"demo-late-{o}", "sourceKey": SYNC_SOURCE, "target": "resource",
+         "action": "UPSERT", "type": "office", "id": f"o-{o}", "group": "late",
+         "data": {"name": f"Clinic {o} (moved)"}}
+        for o in range(1, 6)
+    ]  # fmt: skip
+    before = max((int(r["seq"]) for r in app.context.requests.entries()), default=0)
+    started = time.monotonic()
+    publish(deps, events)
+    while backlog(deps).total:
+        if time.monotonic() - started > DRAIN_TIMEOUT_S:
+            out("demo: the lost answer was not resolved in time")
+            return False
+        workers.alive()
+        time.sleep(0.1)
+    requests = [r for r in app.context.requests.entries() if int(r["seq"]) > before]
+    routes = Counter(str(r.get("route")) for r in requests)
+    resent = len(deps.store.resent_events(SYNC_SOURCE, [e["eventId"] for e in events]))
+    out(
+        f"   resolved in {time.monotonic() - started:.1f} s: {routes['bundle']} bundle request, "
+        f"{routes['get_resource']} reads of the Registry (read-back), {resent} events sent again"
+    )
+    return True
 
 
 def _replay_corrected(out: Callable[[str], None], deps: Deps, workers: Workers) -> bool:

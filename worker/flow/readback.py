@@ -65,9 +65,21 @@ def read_entity(deps: Deps, source: str, key: EntityKey) -> Seen:
         return None
 
 
-def read_back(deps: Deps, source: str, ops: Sequence[PlannedOp]) -> dict[EntityKey, Seen]:
-    """Every operation's entity as the Registry holds it now, one GET each."""
-    return {op.key: read_entity(deps, source, op.key) for op in ops}
+def read_back(
+    deps: Deps, source: str, ops: Sequence[PlannedOp], *, stop_at_missing: bool = False
+) -> dict[EntityKey, Seen] | None:
+    """Every operation's entity as the Registry holds it now, one GET each, in request order.
+
+    With `stop_at_missing`, None as soon as one operation is not applied: while the settle time
+    runs, one missing operation is enough to read again later, and a bundle of hundreds of
+    operations costs one GET per read-back instead of hundreds.
+    """
+    seen: dict[EntityKey, Seen] = {}
+    for op in ops:
+        seen[op.key] = read_entity(deps, source, op.key)
+        if stop_at_missing and not op_applied(op, seen[op.key]):
+            return None
+    return seen
 
 
 def poison_reason(deps: Deps, recoveries: int, what: str) -> str | None:
@@ -91,13 +103,14 @@ def resolve_unknown(
 ) -> Resolution | ReadAgain:
     """Read the entities of a submission whose outcome is unknown back, and decide."""
     ops = submission_ops(submission)
+    settled = deps.now_ms() - sending_at_ms >= deps.settings.readback_settle_ms
+    waiting = not settled and give_up is None
     try:
-        seen = read_back(deps, source, ops)
+        seen = read_back(deps, source, ops, stop_at_missing=waiting)
     except RegistryError as exc:
         pause_source(deps, source, exc)
         return ReadAgain(deps.settings.readback_interval_ms, f"read-back failed: {exc}")
-    settled = deps.now_ms() - sending_at_ms >= deps.settings.readback_settle_ms
-    resolution = resolve(ops, seen, settled=settled, give_up=give_up)
+    resolution = None if seen is None else resolve(ops, seen, settled=settled, give_up=give_up)
     if resolution is None:
         return ReadAgain(
             deps.settings.readback_interval_ms,
