@@ -24,15 +24,16 @@ def test_run_demo_drains_the_stream_and_reports_every_outcome() -> None:
     assert "backlog 0 after" in out
     assert "refused: event demo-no-type: type: is required" in out
     assert "10 duplicates" in out
-    # Every accepted event has a final outcome: 600 applied or coalesced, the 4 bad ones
-    # dead-lettered.
+    # Every event has a final outcome: 600 applied or coalesced, the 4 bad ones the Registry
+    # refused and the one refused at publish dead-lettered.
     outcomes = out.split("3. What became of every event")[1].split("Registry requests")[0]
     counts = {
         status: int(count)
         for status, count in re.findall(r"^\s+(\w+)\s+(\d+)$", outcomes, flags=re.MULTILINE)
     }
     assert counts.get("applied", 0) + counts.get("coalesced", 0) == 600
-    assert counts["dead_lettered"] == 4
+    assert counts["dead_lettered"] == 5
+    assert "unknown" not in counts
     # The injected faults: a 429; a lost answer resolved by reading back, nothing sent twice.
     assert "1 answer 429 paused demo-network" in out
     assert re.search(r"1 bundle request, [1-9]\d* reads of the Registry \(read-back\), 0 ev", out)

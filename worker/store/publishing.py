@@ -79,7 +79,7 @@ class StorePublish(StoreBase):
         settings = self.settings
 
         def prelude(pipe: Pipeline) -> None:
-            for source in items:
+            for source in {*items, *(e.source for e in invalid if e.source != keys.INVALID_SOURCE)}:
                 pipe.sadd(keys.SOURCES, source)
             for entry in invalid:
                 fields = {
@@ -107,9 +107,19 @@ class StorePublish(StoreBase):
                 "events": [_publish_item(item) for item in batch],
             }
             calls.append((self._scripts.publish, source, [compact(meta), *(i.body for i in batch)]))
+        refused: dict[str, list[dict[str, str]]] = {}
+        for entry in invalid:
+            if entry.event_id is not None and entry.source != keys.INVALID_SOURCE:
+                refused.setdefault(entry.source, []).append(
+                    {"e": entry.event_id, "err": entry.error}
+                )
+        for source, events in refused.items():
+            meta = {"now": now_ms, "ttl": settings.results_ttl_s, "events": events}
+            calls.append((self._scripts.refused, source, [compact(meta)]))
         replies = self._run_many(calls, prelude)
         return {
-            source: _publish_replies(reply) for source, reply in zip(items, replies, strict=True)
+            source: _publish_replies(reply)
+            for source, reply in zip(items, replies[: len(items)], strict=True)
         }
 
 

@@ -14,7 +14,16 @@ from typing import Final
 import redis
 from redis.commands.core import Script
 
-SCRIPT_NAMES: Final = ("publish", "snapshot", "reserve", "claim", "mark", "record", "take_due")
+SCRIPT_NAMES: Final = (
+    "publish",
+    "refused",
+    "snapshot",
+    "reserve",
+    "claim",
+    "mark",
+    "record",
+    "take_due",
+)
 
 
 @cache
@@ -31,6 +40,7 @@ class Scripts:
     """Every script, registered on one client."""
 
     publish: Script
+    refused: Script
     snapshot: Script
     reserve: Script
     claim: Script

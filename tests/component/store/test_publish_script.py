@@ -80,7 +80,13 @@ def test_publish_ref_resolved_to_another_id_is_refused(store, client, names):
     replies = put(store, item(link(provider="stale", eid="l1"), refs_used={"new": "stale"}))
 
     assert replies[0].kind == "err"
-    assert not client.exists(names.event("l1"))
+    refused = client.hgetall(names.event("l1"))  # only the mark of a refusal: status, error
+    assert (refused["st"], refused["stage"], "body" in refused) == (
+        "dead_lettered",
+        "publish",
+        False,
+    )
+    assert client.ttl(names.event("l1")) > 0
 
 
 def test_publish_due_time_lingers_after_the_last_event_within_max_age(client, names):
@@ -143,7 +149,8 @@ def test_publish_atomic_batch_pending_in_two_buffers_is_refused_whole(store, cli
 
     assert [r.kind for r in replies] == ["err", "err"]
     assert "several groups" in replies[0].reason
-    assert not client.exists(names.event("m1"))
+    assert client.hget(names.event("m1"), "st") == "dead_lettered"
+    assert not client.hexists(names.event("m1"), "seq")  # never buffered
     assert client.xlen(names.dlq) == 2
 
 

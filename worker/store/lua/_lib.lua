@@ -70,6 +70,18 @@ local function bundle_alive(bid)
   return state and state ~= 'recorded'
 end
 
+-- An event refused at publish gets a small record of that (the dead letter holds the rest), so
+-- its status says so; never over an event that is known otherwise (a live or finished one).
+local function mark_refused(eid, err, now, ttl)
+  local key = P .. 'ev:' .. eid
+  local h = redis.call('HMGET', key, 'st', 'stage')
+  if h[1] and not (h[1] == 'dead_lettered' and h[2] == 'publish') then return end
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'st', 'dead_lettered', 'stage', 'publish', 'fate', 'FAILED',
+             'err', err or '', 'reason', 'refused at publish', 'pub', now, 'upd', now, 'fin', now)
+  redis.call('EXPIRE', key, ttl)
+end
+
 -- A dead letter: every field a replay needs, never a credential.
 local function dead_letter(eid, stage, err, body, now, extra)
   local fields = {'eventId', eid, 'stage', stage, 'error', err or '', 'event', body or '',

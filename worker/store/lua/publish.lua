@@ -52,8 +52,9 @@ local function refuse(i, field, reason)
   out[#out + 1] = 'err'
   out[#out + 1] = field
   out[#out + 1] = reason
-  dead_letter(ev.e, 'publish', cjson.encode({field = field, reason = reason}), ARGV[i + 1], now,
-              {sourceKey = cfg.source, publishedAt = now})
+  local err = cjson.encode({field = field, reason = reason})
+  dead_letter(ev.e, 'publish', err, ARGV[i + 1], now, {sourceKey = cfg.source, publishedAt = now})
+  mark_refused(ev.e, err, now, cfg.ttl)
 end
 
 local function apply(i, group)
