@@ -20,6 +20,7 @@ EXIT_USAGE: Final = 2
 EXIT_UNAVAILABLE: Final = 3
 DEFAULT_BATCH_SIZE: Final = 500
 BAR_WIDTH: Final = 30
+MAX_PORT: Final = 65535
 
 EPILOG = """\
 exit codes: 0 success; 1 some events refused (publish) or event unknown (status);
@@ -81,6 +82,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     backlog.add_argument("--json", action="store_true", help="print JSON, per source")
     backlog.set_defaults(run=_run_backlog)
+
+    metrics = commands.add_parser(
+        "metrics", help="serve the backlog as Prometheus metrics, read from Redis at each scrape"
+    )
+    metrics.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    metrics.add_argument("--port", type=_positive_int, help="port (default INGEST_METRICS_PORT)")
+    metrics.set_defaults(run=_run_metrics)
 
     from worker.dlq_cli import add_commands
 
@@ -357,6 +365,25 @@ def _run_backlog(args: argparse.Namespace) -> int:
     for source, counts in sorted(found.to_dict().get("sources", {}).items()):
         parts = " ".join(f"{key}={value}" for key, value in sorted(counts.items()))
         _out(f"  {source}: {parts}")
+    return EXIT_OK
+
+
+def _run_metrics(args: argparse.Namespace) -> int:
+    import logging
+
+    from worker.logging import configure_cli_logging, secrets_of
+    from worker.metrics import serve_until_signalled
+    from worker.producer import open_store
+
+    settings = _settings()
+    configure_cli_logging(secrets_of(settings), level=logging.INFO)
+    port = args.port or settings.metrics_port
+    if port > MAX_PORT:
+        raise UsageError(f"--port: must be at most {MAX_PORT}, got {port}")
+    try:
+        serve_until_signalled(open_store(settings), args.host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}") from None
     return EXIT_OK
 
 

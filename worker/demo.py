@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     from worker.pipeline import Deps
 
 NOT_BUILT_YET = """\
-Not built yet: a benchmark script (the side-by-side figure against one task per event),
-Prometheus metrics, and Kubernetes/KEDA manifests for autoscaling."""
+Not built yet: a benchmark script (the side-by-side figure against one task per event)."""
 
 DEMO_KEY = "demo-key"
 SYNC_SOURCE = "demo-clinic"

@@ -147,6 +147,10 @@ class IngestSettings(BaseSettings):
     soft_shutdown_timeout_s: float = Field(default=20.0, ge=0, allow_inf_nan=False)
     """Time-limited wait before a cold shutdown; shorter than the container grace period."""
 
+    # -- the metrics exporter --------------------------------------------------------------------
+    metrics_port: int = Field(default=9540, ge=1, le=65535)
+    """Port of `clinia-ingest metrics` (`--port` overrides it)."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -86,8 +86,9 @@ def _add_submissions(
 
 
 def refresh_backlog(deps: Deps) -> Backlog:
-    """Compute the backlog and publish its total as `ingest:backlog` (the KEDA signal), with a
-    TTL of the due lease, so a value nobody refreshes fades."""
+    """Compute the backlog and publish its total as `ingest:backlog`, with a TTL of the due
+    lease, so a value nobody refreshes fades (KEDA reads the same figure from
+    `clinia-ingest metrics`: its Redis scaler cannot read a string)."""
     current = backlog(deps)
     deps.store.set_backlog(current.total, deps.settings.due_lease_ms)
     return current
