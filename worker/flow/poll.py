@@ -21,7 +21,7 @@ from worker.flow.counts import PollResult
 from worker.flow.deps import Deps
 from worker.flow.pausing import pause_source, poll_gate, resume_source
 from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
-from worker.flow.recover import load_or_park
+from worker.flow.recover import keep_claim, load_or_park
 from worker.flow.submit import record_answer, record_resolution
 from worker.pauses import PauseKind
 from worker.store.records import ClaimedRecord
@@ -65,7 +65,14 @@ def _give_up(
     claimed = load_or_park(deps, source, record, result)
     if claimed is None:
         return
-    decided = resolve_unknown(deps, source, claimed.plan, sending_at_ms=0, give_up=reason)
+    decided = resolve_unknown(
+        deps,
+        source,
+        claimed.plan,
+        sending_at_ms=0,
+        give_up=reason,
+        keep_claim=lambda: keep_claim(deps, source, claimed),
+    )
     if isinstance(decided, ReadAgain):
         decided = give_up_all(claimed.plan, reason)
     record_resolution(deps, source, claimed, decided, result)

@@ -14,7 +14,7 @@ applied is recorded, the rest is dead-lettered with the type POISON instead of s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -66,16 +66,27 @@ def read_entity(deps: Deps, source: str, key: EntityKey) -> Seen:
 
 
 def read_back(
-    deps: Deps, source: str, ops: Sequence[PlannedOp], *, stop_at_missing: bool = False
+    deps: Deps,
+    source: str,
+    ops: Sequence[PlannedOp],
+    *,
+    stop_at_missing: bool = False,
+    keep_claim: Callable[[], object] | None = None,
 ) -> dict[EntityKey, Seen] | None:
     """Every operation's entity as the Registry holds it now, one GET each, in request order.
 
     With `stop_at_missing`, None as soon as one operation is not applied: while the settle time
     runs, one missing operation is enough to read again later, and a bundle of hundreds of
-    operations costs one GET per read-back instead of hundreds.
+    operations costs one GET per read-back instead of hundreds. `keep_claim` is called every
+    third of the claim TTL, so a long read-back (a large bulk request) keeps its record.
     """
     seen: dict[EntityKey, Seen] = {}
+    renew_every = deps.settings.claim_ttl_ms // 3
+    renewed = deps.now_ms()
     for op in ops:
+        if keep_claim is not None and deps.now_ms() - renewed >= renew_every:
+            keep_claim()
+            renewed = deps.now_ms()
         seen[op.key] = read_entity(deps, source, op.key)
         if stop_at_missing and not op_applied(op, seen[op.key]):
             return None
@@ -99,14 +110,20 @@ class ReadAgain:
 
 
 def resolve_unknown(
-    deps: Deps, source: str, submission: Submission, *, sending_at_ms: int, give_up: str | None
+    deps: Deps,
+    source: str,
+    submission: Submission,
+    *,
+    sending_at_ms: int,
+    give_up: str | None,
+    keep_claim: Callable[[], object] | None = None,
 ) -> Resolution | ReadAgain:
     """Read the entities of a submission whose outcome is unknown back, and decide."""
     ops = submission_ops(submission)
     settled = deps.now_ms() - sending_at_ms >= deps.settings.readback_settle_ms
     waiting = not settled and give_up is None
     try:
-        seen = read_back(deps, source, ops, stop_at_missing=waiting)
+        seen = read_back(deps, source, ops, stop_at_missing=waiting, keep_claim=keep_claim)
     except RegistryError as exc:
         pause_source(deps, source, exc)
         return ReadAgain(deps.settings.readback_interval_ms, f"read-back failed: {exc}")

@@ -32,7 +32,7 @@ from worker.flow.submit import (
 from worker.store.codec import event_from_json
 from worker.store.records import ClaimedRecord
 
-__all__ = ["load_claimed", "load_or_park", "recover"]
+__all__ = ["keep_claim", "load_claimed", "load_or_park", "recover"]
 
 _log = structlog.get_logger("worker.pipeline")
 
@@ -52,6 +52,11 @@ def load_claimed(deps: Deps, source: str, record: ClaimedRecord) -> Claimed:
         raise LayoutError(str(exc)) from None
     plan = rebuild_bundle(record.layout, events)
     return Claimed(record.bundle_id, record.fence, plan, record.attempts)
+
+
+def keep_claim(deps: Deps, source: str, claimed: Claimed) -> None:
+    """Extend this worker's claim on the record (a long read-back)."""
+    deps.store.renew(source, [(claimed.bundle_id, claimed.fence)], deps.now_ms())
 
 
 def load_or_park(
@@ -75,7 +80,12 @@ def _read_back(
 ) -> None:
     give_up = poison_reason(deps, record.recoveries, "sending")
     decided = resolve_unknown(
-        deps, source, claimed.plan, sending_at_ms=record.sending_at, give_up=give_up
+        deps,
+        source,
+        claimed.plan,
+        sending_at_ms=record.sending_at,
+        give_up=give_up,
+        keep_claim=lambda: keep_claim(deps, source, claimed),
     )
     if isinstance(decided, ReadAgain):
         mark_unknown(deps, source, claimed, decided.delay_ms, decided.why, result)

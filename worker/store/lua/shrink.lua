@@ -1,6 +1,6 @@
 -- shrink.lua: compare-and-set of a source's bundle-size state (string `shrink`, `cap:shrunkAtMs`).
 --
--- The rule (half the cap in effect, doubling back over time) lives in worker/domain/sizing.py;
+-- The rule (half the failed request, doubling back over time) lives in worker/domain/sizing.py;
 -- this script only makes its read-compute-write atomic without WATCH: the write happens only if
 -- the key still holds what the caller read, so two workers shrinking at once never both halve
 -- the same state (the loser computes again from what the winner wrote).
