@@ -1,10 +1,10 @@
 """RegistryClient: one method per Registry endpoint, synchronous, over a pooled `httpx.Client`.
 
 Every path segment is checked against the shared id patterns and URL-encoded before anything is
-sent: a bad one raises `InvalidPathSegmentError` (an `InvalidRequestError` and a `ValueError`)
-and no request is made. Bodies are the bytes of `models.dump_json`, exactly what the bundle planner
-measured. Each request is retried as `retry.decide` says; an attempt in flight is bounded by the
-configured timeouts, the waits between attempts by the policy's deadline.
+sent (`_paths`): a bad one raises `InvalidPathSegmentError` (an `InvalidRequestError` and a
+`ValueError`) and no request is made. Bodies are the bytes of `models.dump_json`, exactly what
+the bundle planner measured. Each request is retried as `retry.decide` says; an attempt in flight
+is bounded by the configured timeouts, the waits between attempts by the policy's deadline.
 
 Receipts are values whatever the status: a bundle refused with a 4xx that carries receipts returns
 `BundleReceipts`, and a legacy bulk REJECTED returns `BulkRejected`.
@@ -16,27 +16,36 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
-from urllib.parse import quote
+from typing import Any, Self, TypeVar
 
 import httpx
 import structlog
 from pydantic import BaseModel
 
-from api_client import ids
-from api_client._http import (
-    Call,
-    HttpSession,
+from api_client._http import Call, read_answer
+from api_client._paths import (
+    RESOURCE_ID,
+    TASK_ID,
+    TYPE_KEY,
+    definition_path,
+    purge_path,
+    receipts_param,
+    relationship_path,
+    resource_path,
+    segment,
+    source_path,
+)
+from api_client._readers import (
     bulk_refusal,
     bundle_refusal,
     echo_or,
     model_reader,
     purge_operation,
     purge_state,
-    read_answer,
 )
+from api_client._session import HttpSession
 from api_client.config import ClientConfig
-from api_client.errors import InvalidPathSegmentError, OutcomeUnknownError, RegistryError
+from api_client.errors import OutcomeUnknownError, RegistryError
 from api_client.models import (
     BulkRejected,
     BundleReceipts,
@@ -70,35 +79,6 @@ __all__ = ["RegistryClient"]
 _T = TypeVar("_T")
 
 _log = structlog.get_logger("api_client")
-
-_SOURCE_KEY: Final = (ids.is_source_key, "^[a-zA-Z0-9-][\\w-]{0,61}$")
-_TYPE_KEY: Final = (ids.is_type_key, "^[a-zA-Z0-9-][\\w-]{0,61}$")
-_RESOURCE_ID: Final = (ids.is_resource_id, "^[a-zA-Z0-9-][\\w-]{0,92}$")
-_TASK_ID: Final = (ids.is_task_id, "^(purge:)?[\\w-]{1,128}$")
-
-
-def _is_relationship_id(value: str) -> bool:
-    from_id, dot, to_id = value.partition(".")
-    return bool(dot) and ids.is_resource_id(from_id) and ids.is_resource_id(to_id)
-
-
-_RELATIONSHIP_ID: Final = (_is_relationship_id, "{fromId}.{toId}, two resource ids")
-
-
-def _segment(name: str, value: object, rule: tuple[Callable[[str], bool], str]) -> str:
-    """`value` URL-encoded for a path once it passes `rule`; refused before any request if not."""
-    check, expected = rule
-    if not isinstance(value, str) or not check(value):
-        raise InvalidPathSegmentError(name, str(value), f"does not match {expected}")
-    return quote(value, safe="")
-
-
-def _source_path(source_key: str, *rest: str) -> str:
-    return "/".join(("", "sources", _segment("source_key", source_key, _SOURCE_KEY), "v1", *rest))
-
-
-def _receipts_param(with_receipts: bool) -> dict[str, str]:
-    return {"withReceipts": "true" if with_receipts else "false"}
 
 
 class RegistryClient:
@@ -164,50 +144,50 @@ class RegistryClient:
         A bundle refused with receipts (any status) returns them; a refusal without receipts
         raises. A write that may have been applied raises `OutcomeUnknownError`.
         """
-        call = self._write("POST", _source_path(source_key, "bundle"), request)
+        call = self._write("POST", source_path(source_key, "bundle"), request)
         return self._execute(call, parse_bundle_answer, refusal_reader=bundle_refusal)
 
     def submit_resource_bulk(
         self, source_key: str, request: ResourceBulkRequest
     ) -> TaskAccepted | BulkRejected:
         """`POST /sources/{sk}/v1/resources/bulk`: a `bk_` task, or (legacy) a REJECTED value."""
-        call = self._write("POST", _source_path(source_key, "resources", "bulk"), request)
+        call = self._write("POST", source_path(source_key, "resources", "bulk"), request)
         return self._execute(call, parse_bulk_answer, refusal_reader=bulk_refusal)
 
     def submit_relationship_bulk(
         self, source_key: str, request: RelationshipBulkRequest
     ) -> TaskAccepted | BulkRejected:
         """`POST /sources/{sk}/v1/relationships/bulk`: as `submit_resource_bulk`."""
-        call = self._write("POST", _source_path(source_key, "relationships", "bulk"), request)
+        call = self._write("POST", source_path(source_key, "relationships", "bulk"), request)
         return self._execute(call, parse_bulk_answer, refusal_reader=bulk_refusal)
 
     # -- single resources -------------------------------------------------------------------------
 
     def create_resource(self, source_key: str, payload: ResourcePayload) -> ResourceWriteAnswer:
         """`POST /sources/{sk}/v1/resources/{type}`: the body is `payload` (its id optional)."""
-        path = _source_path(source_key, "resources", _segment("type", payload.type, _TYPE_KEY))
+        path = source_path(source_key, "resources", segment("type", payload.type, TYPE_KEY))
         return self._execute(self._write("POST", path, payload), model_reader(ResourceWriteAnswer))
 
     def upsert_resource(self, source_key: str, payload: ResourcePayload) -> ResourceWriteAnswer:
         """`PUT /sources/{sk}/v1/resources/{type}/{id}`: full replace, or create when missing."""
-        path = _source_path(
+        path = source_path(
             source_key,
             "resources",
-            _segment("type", payload.type, _TYPE_KEY),
-            _segment("id", payload.id, _RESOURCE_ID),
+            segment("type", payload.type, TYPE_KEY),
+            segment("id", payload.id, RESOURCE_ID),
         )
         return self._execute(self._write("PUT", path, payload), model_reader(ResourceWriteAnswer))
 
     def get_resource(self, source_key: str, resource_type: str, resource_id: str) -> Resource:
         """`GET /sources/{sk}/v1/resources/{type}/{id}`; `NotFoundError` when absent."""
-        path = self._resource_path(source_key, resource_type, resource_id)
+        path = resource_path(source_key, resource_type, resource_id)
         return self._execute(Call("GET", path), model_reader(Resource))
 
     def delete_resource(
         self, source_key: str, resource_type: str, resource_id: str
     ) -> DeleteAnswer:
         """`DELETE /sources/{sk}/v1/resources/{type}/{id}`."""
-        path = self._resource_path(source_key, resource_type, resource_id)
+        path = resource_path(source_key, resource_type, resource_id)
         return self._execute(Call("DELETE", path), model_reader(DeleteAnswer))
 
     # -- single relationships ---------------------------------------------------------------------
@@ -216,8 +196,8 @@ class RegistryClient:
         self, source_key: str, relationship_type: str, request: RelationshipCreateRequest
     ) -> RelationshipWriteAnswer:
         """`POST /sources/{sk}/v1/relationships/{relationshipType}`."""
-        path = _source_path(
-            source_key, "relationships", _segment("relationship_type", relationship_type, _TYPE_KEY)
+        path = source_path(
+            source_key, "relationships", segment("relationship_type", relationship_type, TYPE_KEY)
         )
         return self._execute(
             self._write("POST", path, request), model_reader(RelationshipWriteAnswer)
@@ -227,22 +207,22 @@ class RegistryClient:
         self, source_key: str, relationship_type: str, relationship_id: str
     ) -> Relationship:
         """`GET /sources/{sk}/v1/relationships/{type}/{fromId}.{toId}`."""
-        path = self._relationship_path(source_key, relationship_type, relationship_id)
+        path = relationship_path(source_key, relationship_type, relationship_id)
         return self._execute(Call("GET", path), model_reader(Relationship))
 
     def delete_relationship(
         self, source_key: str, relationship_type: str, relationship_id: str
     ) -> DeleteAnswer:
         """`DELETE /sources/{sk}/v1/relationships/{type}/{fromId}.{toId}`."""
-        path = self._relationship_path(source_key, relationship_type, relationship_id)
+        path = relationship_path(source_key, relationship_type, relationship_id)
         return self._execute(Call("DELETE", path), model_reader(DeleteAnswer))
 
     # -- tasks ------------------------------------------------------------------------------------
 
     def get_task(self, source_key: str, task_id: str, *, with_receipts: bool = False) -> TaskState:
         """`GET /sources/{sk}/v1/tasks/{taskId}?withReceipts=`: any task kind."""
-        path = _source_path(source_key, "tasks", _segment("task_id", task_id, _TASK_ID))
-        call = Call("GET", path, _receipts_param(with_receipts))
+        path = source_path(source_key, "tasks", segment("task_id", task_id, TASK_ID))
+        call = Call("GET", path, receipts_param(with_receipts))
         return self._execute(call, model_reader(TaskState))
 
     def get_resource_bulk_status(
@@ -269,7 +249,7 @@ class RegistryClient:
                 ref.source_key, ref.route_id, with_receipts=with_receipts
             )
         if route is PollRoute.PURGE:
-            path = self._purge_path(ref.source_key, ref.route_id)
+            path = purge_path(ref.source_key, ref.route_id)
             return self._execute(Call("GET", path), purge_state)
         return self.get_task(ref.source_key, ref.route_id, with_receipts=with_receipts)
 
@@ -295,35 +275,35 @@ class RegistryClient:
 
     def purge(self, source_key: str, request: PurgeRequest) -> PurgeAnswer:
         """`POST /sources/{sk}/v1/purge`: deletes a whole collection, as a `pg_` task."""
-        call = self._write("POST", _source_path(source_key, "purge"), request)
+        call = self._write("POST", source_path(source_key, "purge"), request)
         return self._execute(call, model_reader(PurgeAnswer))
 
     def get_purge(self, source_key: str, purge_id: str) -> PurgeOperation:
         """`GET /sources/{sk}/v1/purge/{purgeId}`: the purge's progress."""
-        return self._execute(Call("GET", self._purge_path(source_key, purge_id)), purge_operation)
+        return self._execute(Call("GET", purge_path(source_key, purge_id)), purge_operation)
 
     # -- schemas ----------------------------------------------------------------------------------
 
     def get_profile(self, source_key: str, profile_key: str) -> Profile:
         """`GET /sources/{sk}/v1/profiles/{key}`."""
-        path = _source_path(source_key, "profiles", _segment("profile_key", profile_key, _TYPE_KEY))
+        path = source_path(source_key, "profiles", segment("profile_key", profile_key, TYPE_KEY))
         return self._execute(Call("GET", path), model_reader(Profile))
 
     def put_profile(self, source_key: str, profile_key: str, profile: Profile) -> Profile:
         """`PUT /sources/{sk}/v1/profiles/{key}`: creates or replaces a profile."""
-        path = _source_path(source_key, "profiles", _segment("profile_key", profile_key, _TYPE_KEY))
+        path = source_path(source_key, "profiles", segment("profile_key", profile_key, TYPE_KEY))
         return self._execute(self._write("PUT", path, profile), echo_or(Profile, profile))
 
     def get_relationship_definition(self, source_key: str, key: str) -> RelationshipDefinition:
         """`GET /sources/{sk}/v1/relationship-definitions/{key}`."""
-        path = self._definition_path(source_key, key)
+        path = definition_path(source_key, key)
         return self._execute(Call("GET", path), model_reader(RelationshipDefinition))
 
     def put_relationship_definition(
         self, source_key: str, key: str, definition: RelationshipDefinition
     ) -> RelationshipDefinition:
         """`PUT /sources/{sk}/v1/relationship-definitions/{key}`."""
-        path = self._definition_path(source_key, key)
+        path = definition_path(source_key, key)
         return self._execute(
             self._write("PUT", path, definition), echo_or(RelationshipDefinition, definition)
         )
@@ -334,37 +314,11 @@ class RegistryClient:
     def _write(method: str, path: str, model: BaseModel) -> Call:
         return Call(method, path, body=dump_json(model), model=model)
 
-    @staticmethod
-    def _resource_path(source_key: str, resource_type: str, resource_id: str) -> str:
-        return _source_path(
-            source_key,
-            "resources",
-            _segment("resource_type", resource_type, _TYPE_KEY),
-            _segment("resource_id", resource_id, _RESOURCE_ID),
-        )
-
-    @staticmethod
-    def _relationship_path(source_key: str, relationship_type: str, relationship_id: str) -> str:
-        return _source_path(
-            source_key,
-            "relationships",
-            _segment("relationship_type", relationship_type, _TYPE_KEY),
-            _segment("relationship_id", relationship_id, _RELATIONSHIP_ID),
-        )
-
-    @staticmethod
-    def _purge_path(source_key: str, purge_id: str) -> str:
-        return _source_path(source_key, "purge", _segment("purge_id", purge_id, _TASK_ID))
-
-    @staticmethod
-    def _definition_path(source_key: str, key: str) -> str:
-        return _source_path(source_key, "relationship-definitions", _segment("key", key, _TYPE_KEY))
-
     def _bulk_status(
         self, target: str, source_key: str, bulk_id: str, with_receipts: bool
     ) -> TaskState:
-        path = _source_path(source_key, target, "bulk", _segment("bulk_id", bulk_id, _TASK_ID))
-        call = Call("GET", path, _receipts_param(with_receipts))
+        path = source_path(source_key, target, "bulk", segment("bulk_id", bulk_id, TASK_ID))
+        call = Call("GET", path, receipts_param(with_receipts))
         return self._execute(call, model_reader(TaskState))
 
     def _execute(

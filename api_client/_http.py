@@ -3,17 +3,13 @@
 Everything foreign is translated here, with `raise ... from exc`: httpx exceptions (through
 `TRANSPORT_FAILURES`, which names every `httpx.TransportError` subclass), non-2xx statuses (through
 `error_for_status`), and answers the models cannot read (`ContractError`). Nothing above this module
-looks at a status code or catches an httpx or pydantic exception.
-
-The pooled `httpx.Client` is created on the first request, and again in a process forked after
-that, so a worker can fork first; it never reads the environment (`trust_env=False`).
+looks at a status code or catches an httpx or pydantic exception. The pooled client that sends is
+`_session.HttpSession`; the readers of answers passed to `read_answer` are in `_readers`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, TypeVar
@@ -21,7 +17,6 @@ from typing import Any, Final, NamedTuple, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from api_client.config import ClientConfig
 from api_client.errors import (
     AlreadyExistsError,
     APIError,
@@ -38,37 +33,20 @@ from api_client.errors import (
     TransportError,
     UnauthenticatedError,
 )
-from api_client.models import (
-    BulkRejected,
-    BundleReceipts,
-    ErrorBody,
-    PurgeOperation,
-    TaskState,
-    parse_bulk_answer,
-    parse_bundle_answer,
-)
+from api_client.models import ErrorBody
 from api_client.retry import parse_retry_after
 
 __all__ = [
     "TRANSPORT_FAILURES",
     "Call",
-    "HttpSession",
     "TransportFailure",
-    "bulk_refusal",
-    "bundle_refusal",
-    "echo_or",
     "error_for_httpx",
     "error_for_status",
-    "model_reader",
-    "purge_operation",
-    "purge_state",
     "read_answer",
 ]
 
 _T = TypeVar("_T")
-_M = TypeVar("_M", bound=BaseModel)
 
-API_KEY_HEADER: Final = "X-Clinia-API-Key"
 _READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -284,137 +262,3 @@ def read_answer(
         if value is not None:
             return value
     raise error_for_status(response, body, call, now_s=now_s)
-
-
-# -- readers of answers, passed to `read_answer` --------------------------------------------------
-
-
-def model_reader(model: type[_M]) -> Callable[[Any], _M]:
-    """Reads a 2xx answer as `model` (a validation error becomes a `ContractError`)."""
-
-    def read(body: Any) -> _M:
-        return model.model_validate(body)
-
-    return read
-
-
-def echo_or(model: type[_M], sent: _M) -> Callable[[Any], _M]:
-    """Reads the answer of a schema PUT; an empty answer means the Registry stored what was sent."""
-
-    def read(body: Any) -> _M:
-        return sent if body is None else model.model_validate(body)
-
-    return read
-
-
-def bundle_refusal(body: Any) -> BundleReceipts | None:
-    """The receipts of a refused bundle (any status), or None when the body carries none."""
-    if not isinstance(body, Mapping) or not (
-        "resourceOperationReceipts" in body or "relationshipOperationReceipts" in body
-    ):
-        return None
-    answer = parse_bundle_answer(body)
-    return answer if isinstance(answer, BundleReceipts) else None
-
-
-def bulk_refusal(body: Any) -> BulkRejected | None:
-    """A legacy bulk REJECTED with receipts (any status), or None when the body is not one."""
-    if not isinstance(body, Mapping) or "receipts" not in body:
-        return None
-    answer = parse_bulk_answer(body)
-    return answer if isinstance(answer, BulkRejected) else None
-
-
-def purge_operation(body: Any) -> PurgeOperation:
-    """The purge GET answers the operation itself; a wrapped `purgeOperation` is read too."""
-    if isinstance(body, Mapping) and isinstance(body.get("purgeOperation"), Mapping):
-        body = body["purgeOperation"]
-    return PurgeOperation.model_validate(body)
-
-
-def purge_state(body: Any) -> TaskState:
-    """A purge's progress as a `TaskState`, so that waiting treats every task alike."""
-    operation = purge_operation(body)
-    if operation.status is None:
-        raise ValueError("the purge operation has no status")
-    return TaskState.model_validate({"status": operation.status, "taskId": operation.task_id})
-
-
-class HttpSession:
-    """Owns the pooled `httpx.Client`: created on first use in each process, closed once."""
-
-    def __init__(self, config: ClientConfig, transport: httpx.BaseTransport | None) -> None:
-        self._config = config
-        self._transport = transport
-        self._client: httpx.Client | None = None
-        self._pid: int | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def _build(self) -> httpx.Client:
-        config = self._config
-        return httpx.Client(
-            base_url=config.base_url,
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout_s,
-                read=config.read_timeout_s,
-                write=config.write_timeout_s,
-                pool=config.pool_timeout_s,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_keepalive_connections,
-                keepalive_expiry=config.keepalive_expiry_s,
-            ),
-            transport=self._transport,
-            follow_redirects=False,
-            trust_env=False,
-        )
-
-    def _current(self) -> httpx.Client:
-        pid = os.getpid()
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("this RegistryClient is closed")
-            if self._client is None or self._pid != pid:
-                # A client inherited through fork shares sockets with the parent: leave it alone.
-                self._client = self._build()
-                self._pid = pid
-            return self._client
-
-    @property
-    def started(self) -> bool:
-        """Whether this process has created its `httpx.Client` yet."""
-        return self._client is not None and self._pid == os.getpid()
-
-    def send(self, call: Call) -> httpx.Response:
-        """Sends `call` once and returns the answer, read in full.
-
-        Raises:
-            TransportError: no answer (`RequestTimeoutError` for a timeout).
-            ContractError: an answer that could not be decoded.
-        """
-        client = self._current()
-        headers = {
-            API_KEY_HEADER: self._config.api_key.get_secret_value(),
-            "User-Agent": self._config.user_agent,
-            "Accept": "application/json",
-        }
-        if call.body is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            request = client.build_request(
-                call.method, call.path, params=call.params, content=call.body, headers=headers
-            )
-            return client.send(request)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise error_for_httpx(exc, call) from exc
-
-    def close(self) -> None:
-        """Closes this process's pooled connections; the session cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            client, self._client = self._client, None
-            owned = self._pid == os.getpid()
-        if client is not None and owned:
-            client.close()

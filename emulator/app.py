@@ -1,55 +1,40 @@
 """The emulator's ASGI app: the Registry's HTTP surface over `Registry`, with auth and faults.
 
 Each request goes: request log and per-task in-flight count (`EmulatorApp.__call__`), the API key,
-then its route's handler: read the body, consult the fault plan, check the path ids and the JSON,
-call the registry in a worker thread, answer. The admin API under `/_emulator/` needs no Registry
-key and is never logged. See docs/emulator.md for every choice made here.
+then its route's handler: read the body, consult the fault plan, check the path ids and the JSON
+(`request_inputs`), call the registry in a worker thread (`routes.call_registry`), answer. The
+admin API under `/_emulator/` needs no Registry key and is never logged. See docs/emulator.md for
+every choice made here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from api_client.ids import (
-    RESOURCE_ID_PATTERN,
-    SOURCE_KEY_PATTERN,
-    TASK_ID_PATTERN,
-    TYPE_KEY_PATTERN,
-    is_resource_id,
-    is_source_key,
-    is_task_id,
-    is_type_key,
-)
-from emulator import admin, failures
+from emulator import admin
 from emulator.auth import ADMIN_TOKEN_HEADER, API_KEY_HEADER, check_key, header_values
 from emulator.config import EmulatorConfig
-from emulator.faults import DropEffect, FaultDecision, FaultPlan, RequestFacts, StatusEffect
+from emulator.faults import DropEffect, FaultDecision, FaultPlan, RequestFacts
+from emulator.http_errors import fault_response, http_error, internal_error
 from emulator.registry import Registry, Reply, TaskOverride
-from emulator.requestlog import (
-    ConcurrencyTracker,
-    RequestLog,
-    RequestRecord,
-    payload_ids,
-    summarise_operations,
-)
+from emulator.request_inputs import check_path_params, parse_body, parse_with_receipts, summarise
+from emulator.requestlog import ConcurrencyTracker, RequestLog, RequestRecord
+from emulator.routes import ROUTE_NAMES, ROUTES, Call, RouteSpec, call_registry
 from emulator.times import utc_now
 
 ADMIN_PREFIX = "/_emulator/"
@@ -58,147 +43,6 @@ _RECORD_KEY = "emulator.record"
 
 Sleep = Callable[[float], Awaitable[None]]
 """An awaitable sleep, injectable so latency faults can be tested without waiting."""
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request's validated inputs, as a route's registry call needs them."""
-
-    params: dict[str, str]
-    body: Any = None
-    raw_size: int = 0
-    with_receipts: bool = False
-    override: TaskOverride | None = None
-
-    @property
-    def source(self) -> str:
-        """The request's source key."""
-        return self.params["sourceKey"]
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """One Registry endpoint: its name (for faults and the log), method and path.
-
-    `ops` says how its operations are counted for the request log: "many" (bulk and bundle),
-    "one" (a single write) or None (reads and definitions). `override` marks the writes that can
-    create a task, to which task faults (pending, task failure, force async) apply.
-    """
-
-    name: str
-    method: str
-    path: str
-    body: bool = False
-    ops: Literal["many", "one"] | None = None
-    override: bool = False
-
-
-def _write(name: str, method: str, path: str, ops: Literal["many", "one"]) -> RouteSpec:
-    """A write that takes a JSON body and may create a task."""
-    return RouteSpec(name, method, path, body=True, ops=ops, override=True)
-
-
-_S = "/sources/{sourceKey}/v1"
-_RES = _S + "/resources/{resourceType}/{resourceId}"
-_REL = _S + "/relationships/{relationshipType}/{relationshipId}"
-_RELDEF = _S + "/relationship-definitions/{relationshipDefinitionKey}"
-ROUTES: tuple[RouteSpec, ...] = (
-    _write("bundle", "POST", _S + "/bundle", "many"),
-    _write("resources_bulk", "POST", _S + "/resources/bulk", "many"),
-    RouteSpec("resources_bulk_status", "GET", _S + "/resources/bulk/{taskId}"),
-    _write("relationships_bulk", "POST", _S + "/relationships/bulk", "many"),
-    RouteSpec("relationships_bulk_status", "GET", _S + "/relationships/bulk/{taskId}"),
-    RouteSpec("task_status", "GET", _S + "/tasks/{taskId}"),
-    _write("create_relationship", "POST", _S + "/relationships/{relationshipType}", "one"),
-    RouteSpec("get_relationship", "GET", _REL),
-    RouteSpec("delete_relationship", "DELETE", _REL, ops="one"),
-    RouteSpec("patch_relationship", "PATCH", _REL),
-    _write("create_resource", "POST", _S + "/resources/{resourceType}", "one"),
-    _write("upsert_resource", "PUT", _RES, "one"),
-    RouteSpec("get_resource", "GET", _RES),
-    RouteSpec("delete_resource", "DELETE", _RES, ops="one"),
-    RouteSpec("patch_resource", "PATCH", _RES),
-    RouteSpec("upsert_contained_resource", "PUT", _RES + "/{containKey}/{containedResourceId}"),
-    RouteSpec("purge", "POST", _S + "/purge", body=True),
-    RouteSpec("purge_status", "GET", _S + "/purge/{taskId}"),
-    RouteSpec("get_profile", "GET", _S + "/profiles/{profileKey}"),
-    RouteSpec("put_profile", "PUT", _S + "/profiles/{profileKey}", body=True),
-    RouteSpec("get_relationship_definition", "GET", _RELDEF),
-    RouteSpec("put_relationship_definition", "PUT", _RELDEF, body=True),
-    RouteSpec("create_source", "PUT", "/catalog/v1/sources/{sourceKey}", body=True),
-    RouteSpec("get_pipeline", "GET", _S + "/collections/{collectionKey}/pipeline"),
-    RouteSpec("put_pipeline", "PUT", _S + "/collections/{collectionKey}/pipeline"),
-    RouteSpec("get_pipeline_execution", "GET", _S + "/pipelines/executions/{executionId}"),
-    RouteSpec("get_object", "GET", _S + "/objects/{collectionKey}/{objectId}"),
-)
-"""Every Registry endpoint, in matching order: the bulk paths before `{relationshipType}`."""
-
-_UNIMPLEMENTED = {
-    "patch_relationship": "PATCH of a relationship",
-    "patch_resource": "PATCH of a resource",
-    "upsert_contained_resource": "the contained-resource upsert",
-    "get_pipeline": "pipeline definitions",
-    "put_pipeline": "pipeline definitions",
-    "get_pipeline_execution": "pipeline executions",
-    "get_object": "objects",
-}
-"""Documented endpoints outside the ingestion surface the emulator covers: they answer 501."""
-
-
-def call_registry(registry: Registry, route: str, c: Call) -> Reply:
-    """Run one route's registry method; the one place that maps routes to the registry."""
-    sk, p, ov = c.source, c.params, c.override
-    match route:
-        case "bundle":
-            return registry.bundle(sk, c.body, raw_size=c.raw_size, override=ov)
-        case "resources_bulk":
-            return registry.bulk(sk, "resources", c.body, raw_size=c.raw_size, override=ov)
-        case "relationships_bulk":
-            return registry.bulk(sk, "relationships", c.body, raw_size=c.raw_size, override=ov)
-        case "resources_bulk_status":
-            return registry.bulk_status(sk, "resources", p["taskId"], with_receipts=c.with_receipts)
-        case "relationships_bulk_status":
-            return registry.bulk_status(
-                sk, "relationships", p["taskId"], with_receipts=c.with_receipts
-            )
-        case "task_status":
-            return registry.task_status(sk, p["taskId"], with_receipts=c.with_receipts)
-        case "create_relationship":
-            return registry.create_relationship(sk, p["relationshipType"], c.body, override=ov)
-        case "get_relationship":
-            return registry.get_relationship(sk, p["relationshipType"], p["relationshipId"])
-        case "delete_relationship":
-            return registry.delete_relationship(sk, p["relationshipType"], p["relationshipId"])
-        case "create_resource":
-            return registry.create_resource(sk, p["resourceType"], c.body, override=ov)
-        case "upsert_resource":
-            return registry.upsert_resource(
-                sk, p["resourceType"], p["resourceId"], c.body, override=ov
-            )
-        case "get_resource":
-            return registry.get_resource(sk, p["resourceType"], p["resourceId"])
-        case "delete_resource":
-            return registry.delete_resource(sk, p["resourceType"], p["resourceId"])
-        case "purge":
-            return registry.purge(sk, c.body)
-        case "purge_status":
-            return registry.purge_status(sk, p["taskId"])
-        case "get_profile":
-            return registry.get_profile(sk, p["profileKey"])
-        case "put_profile":
-            return registry.put_profile(sk, p["profileKey"], c.body)
-        case "get_relationship_definition":
-            return registry.get_relationship_definition(sk, p["relationshipDefinitionKey"])
-        case "put_relationship_definition":
-            return registry.put_relationship_definition(sk, p["relationshipDefinitionKey"], c.body)
-        case "create_source":
-            return registry.create_source(sk, c.body)
-    what = _UNIMPLEMENTED[route]
-    return Reply(501, error_body(501, "UNIMPLEMENTED", f"the emulator does not implement {what}"))
-
-
-ROUTE_NAMES = frozenset(spec.name for spec in ROUTES)
-"""The names a fault rule's `route` may use."""
 
 
 class _Dropped:
@@ -295,85 +139,6 @@ class EmulatorApp(Starlette):
         return None, {}
 
 
-RELATIONSHIP_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,400}", re.ASCII)
-"""A relationship id in a path: printable ASCII; the registry judges its form."""
-
-_PATH_PARAM_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
-    "sourceKey": (is_source_key, SOURCE_KEY_PATTERN.pattern),
-    "resourceType": (is_type_key, TYPE_KEY_PATTERN.pattern),
-    "relationshipType": (is_type_key, TYPE_KEY_PATTERN.pattern),
-    "profileKey": (is_type_key, TYPE_KEY_PATTERN.pattern),
-    "relationshipDefinitionKey": (is_type_key, TYPE_KEY_PATTERN.pattern),
-    "resourceId": (is_resource_id, RESOURCE_ID_PATTERN.pattern),
-    "taskId": (is_task_id, TASK_ID_PATTERN.pattern),
-    "relationshipId": (
-        lambda value: RELATIONSHIP_ID_PATTERN.fullmatch(value) is not None,
-        RELATIONSHIP_ID_PATTERN.pattern,
-    ),
-}
-
-_BOOLEANS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
-"""The spellings Go's strconv.ParseBool accepts, case-insensitively (the Registry is in Go)."""
-
-_ERROR_TYPES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "UNIMPLEMENTED",
-    409: "ALREADY_EXISTS",
-    413: "CONTENT_TOO_LARGE",
-    429: "RESOURCE_EXHAUSTED",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def error_type_of(status: int) -> str:
-    """The gRPC-style error type the emulator pairs with an HTTP status it makes up itself."""
-    fallback = "INVALID_ARGUMENT" if status < 500 else "INTERNAL"
-    return _ERROR_TYPES.get(status, "UNAVAILABLE" if status == 502 else fallback)
-
-
-def error_body(status: int, type_: str, message: str) -> dict[str, Any]:
-    """An error in the Registry's shape, with an empty `details`."""
-    return failures.error(status, type_, message, [])
-
-
-def check_path_params(params: dict[str, str]) -> dict[str, Any] | None:
-    """The 400 naming the first path segment that is not a valid id, or None."""
-    for name, value in params.items():
-        rule = _PATH_PARAM_RULES.get(name)
-        if rule is not None and not rule[0](value):
-            shown = value if len(value) <= 100 else value[:100] + "..."
-            message = f"invalid {name} {shown!r} in the path: must match ^{rule[1]}$"
-            return error_body(400, "INVALID_ARGUMENT", message)
-    return None
-
-
-def parse_with_receipts(query: QueryParams) -> tuple[bool, dict[str, Any] | None]:
-    """The `withReceipts` flag (false when absent), or the 400 naming it."""
-    values = query.getlist("withReceipts")
-    if not values:
-        return False, None
-    flag = _BOOLEANS.get(values[-1].lower())
-    if flag is None or len(values) > 1:
-        message = f"withReceipts: expected true or false, got {values!r}"[:200]
-        return False, error_body(400, "INVALID_ARGUMENT", message)
-    return flag, None
-
-
-def summarise(spec: RouteSpec, params: dict[str, str], body: Any) -> tuple[int, tuple[str, ...]]:
-    """How many operations a request carries and the ids it touches, for the log and faults."""
-    path_ids = tuple(params[key] for key in ("resourceId", "relationshipId") if key in params)
-    if spec.ops == "many":
-        return summarise_operations(body)
-    if spec.ops == "one":
-        return 1, tuple(dict.fromkeys(path_ids + payload_ids(body)))
-    return 0, path_ids
-
-
 def create_app(
     registry: Registry | None = None,
     *,
@@ -410,7 +175,7 @@ def create_app(
         for spec in ROUTES
     ]
     table += admin.admin_routes(ctx)
-    handlers = {HTTPException: _http_error, Exception: _internal_error}
+    handlers = {HTTPException: http_error, Exception: internal_error}
     app = EmulatorApp(routes=table, exception_handlers=handlers)
     app.context = ctx
     app.state.context = ctx
@@ -429,7 +194,7 @@ async def _handle(spec: RouteSpec, ctx: EmulatorContext, request: Request) -> Re
     record: RequestRecord = request.scope[_RECORD_KEY]
     raw = await request.body()
     params = dict(request.path_params)
-    body, body_error = _parse_body(raw) if spec.body else (None, None)
+    body, body_error = parse_body(raw) if spec.body else (None, None)
     record.op_count, record.ids = summarise(spec, params, body)
     facts = RequestFacts(
         method=spec.method,
@@ -454,7 +219,7 @@ async def _handle(spec: RouteSpec, ctx: EmulatorContext, request: Request) -> Re
         if isinstance(terminal, DropEffect):
             record.dropped = True
             return _NoAnswer()
-        return _fault_response(terminal)
+        return fault_response(terminal)
     if refusal is not None:
         return JSONResponse(refusal, status_code=refusal["code"])
     reply: Reply = await run_in_threadpool(call_registry, ctx.registry, spec.name, call)
@@ -473,27 +238,6 @@ def _override(decision: FaultDecision) -> TaskOverride | None:
     )
 
 
-def _parse_body(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
-    try:
-        return json.loads(raw), None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = "the body is empty" if not raw.strip() else f"invalid JSON: {exc}"
-        return None, error_body(400, "INVALID_ARGUMENT", f"request body: {reason}")
-
-
-def _fault_response(effect: StatusEffect) -> Response:
-    headers: dict[str, str] = {}
-    retry_after = effect.retry_after or ("1" if effect.status == 429 else None)
-    if retry_after is not None:
-        headers["Retry-After"] = retry_after
-    if effect.text_body is not None:
-        return Response(effect.text_body, status_code=effect.status, headers=headers)
-    message = effect.message or f"injected fault: HTTP {effect.status}"
-    error_type = effect.error_type or error_type_of(effect.status)
-    body = error_body(effect.status, error_type, message)
-    return JSONResponse(body, status_code=effect.status, headers=headers)
-
-
 class _NoAnswer(Response):
     """A response that sends nothing, so the app can tell the server to drop the connection."""
 
@@ -502,21 +246,3 @@ class _NoAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         return None
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        message = f"no route for {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
-    else:
-        message = exc.detail
-    body = error_body(exc.status_code, error_type_of(exc.status_code), message)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    """A bug in the emulator answers 500 INTERNAL in the Registry's shape (and is re-raised)."""
-    message = f"emulator error: {type(exc).__name__}"
-    return JSONResponse(error_body(500, "INTERNAL", message), status_code=500)

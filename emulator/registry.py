@@ -30,53 +30,34 @@ import copy
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from api_client.ids import is_source_key
+from emulator import writes
 from emulator.config import EmulatorConfig
-from emulator.failures import (
-    INVALID_ARGUMENT,
-    JSON,
-    NOT_FOUND,
-    RequestRefusedError,
-    refuse,
-)
+from emulator.failures import INVALID_ARGUMENT, NOT_FOUND, RequestRefusedError, refuse
 from emulator.ksuid import KsuidGenerator
-from emulator.operations import (
-    Operation,
-    RelationshipOp,
-    ResourceOp,
-)
-from emulator.policy import answers_async, check_count, check_size
+from emulator.operations import Operation, RelationshipOp, ResourceOp
 from emulator.profiles import refuse_profile, refuse_relationship_definition
+from emulator.reply import Reply
 from emulator.request_bodies import (
     check_key,
-    read_bulk,
     read_purge,
     relationship_ends,
     relationship_write,
     resource_write,
 )
-from emulator.state import FAILURE, SourceState
+from emulator.state import SourceState
 from emulator.taskbook import TaskBook
 from emulator.tasks import PurgeJob, TaskKind, TaskOverride
 from emulator.times import utc_now
+from emulator.writes import BulkTarget
 
 __all__ = ["Registry", "Reply", "TaskOverride"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-BulkTarget = Literal["resources", "relationships"]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What an endpoint answers: an HTTP status and a JSON value."""
-
-    status: int
-    body: Any
 
 
 def _locked(method: Callable[Concatenate[Registry, P], R]) -> Callable[Concatenate[Registry, P], R]:
@@ -104,11 +85,6 @@ def _endpoint(
             return Reply(exc.status, exc.body)
 
     return _locked(wrapper)
-
-
-def _error_reply(error: JSON) -> Reply:
-    """A request-level error answer: the error object, `details` always present."""
-    return Reply(int(error["code"]), {**error, "details": error.get("details", [])})
 
 
 class Registry:
@@ -140,26 +116,9 @@ class Registry:
     ) -> Reply:
         """POST /sources/{sk}/v1/bundle."""
         state = self._source(source)
-        check_size(raw_size, self.config.max_bundle_bytes, "bundle")
-        if isinstance(body, dict):
-            counts = [body.get(k) for k in ("resourceOperations", "relationshipOperations")]
-            total = sum(len(c) for c in counts if isinstance(c, list))
-            check_count(total, self.config.max_ops_per_request, "bundle")
-        plan = state.plan_bundle(body)
-        if answers_async(self.config, source, plan.op_count, override):
-            task = self._book.accept(state, TaskKind.BUNDLE, override, bundle=plan)
-            return Reply(202, {"taskId": task.task_id, "status": "ACCEPTED"})
-        if override is not None and override.failure is not None:
-            resources, relationships = state.fail_bundle(plan, override.failure)
-        else:
-            resources, relationships = state.execute_bundle(plan)
-            self._book.record_writes(state, None)
-        body_out = {
-            "resourceOperationReceipts": resources,
-            "relationshipOperationReceipts": relationships,
-        }
-        failed_any = any(r["status"] == FAILURE for r in resources + relationships)
-        return Reply(self.config.bundle_failure_status if failed_any else 200, body_out)
+        return writes.bundle(
+            self.config, self._book, state, body, raw_size=raw_size, override=override
+        )
 
     @_endpoint
     def bulk(
@@ -173,20 +132,9 @@ class Registry:
     ) -> Reply:
         """POST /sources/{sk}/v1/{resources|relationships}/bulk."""
         state = self._source(source)
-        check_size(raw_size, self.config.max_bulk_bytes, "bulk")
-        if isinstance(body, dict) and isinstance(body.get("operations"), list):
-            check_count(len(body["operations"]), self.config.max_ops_per_request, "operations")
-        operations, errors = read_bulk(state, target, body)
-        if any(error is not None for error in errors):
-            receipts = [
-                {"status": "CANCELLED"} if error is None else {"status": FAILURE, "error": error}
-                for error in errors
-            ]
-            return Reply(400, {"status": "REJECTED", "receipts": receipts})
-        task = self._book.accept(
-            state, TaskKind.BULK, override, operations=tuple(operations), bulk_target=target
+        return writes.bulk(
+            self.config, self._book, state, target, body, raw_size=raw_size, override=override
         )
-        return Reply(202, {"taskId": task.task_id, "status": "ACCEPTED", "bulkId": task.task_id})
 
     # -- task status --------------------------------------------------------------------------
 
@@ -289,30 +237,7 @@ class Registry:
         override: TaskOverride | None,
         echo: str | None,
     ) -> Reply:
-        if answers_async(self.config, state.key, 1, override):
-            error = state.check(op)
-            if error is not None:
-                return _error_reply(error)
-            task = self._book.accept(state, TaskKind.SINGLE, override, operations=(op,))
-            answer: JSON = {"taskId": task.task_id, "status": "ACCEPTED"}
-            if echo is not None:
-                answer[echo] = state.preview(op)
-            return Reply(202, answer)
-        if override is not None and override.failure is not None:
-            return _error_reply(override.failure)
-        error = state.execute(op)
-        if error is not None:
-            return _error_reply(error)
-        task = self._book.accept(state, TaskKind.SINGLE, None, operations=(op,))
-        self._book.record_writes(state, task.task_id)
-        task.finish([(op, "SUCCESS", None)], self._clock(), "SUCCESS", None)
-        self._book.close(task)
-        answer = {"taskId": task.task_id, "status": "PERSISTED"}
-        if echo == "resource" and isinstance(op, ResourceOp):
-            answer[echo] = state.get_resource(op.type, op.receipt_id)
-        elif echo == "relationship" and isinstance(op, RelationshipOp):
-            answer[echo] = state.get_relationship(op.type, op.from_, op.to)
-        return Reply(200, answer)
+        return writes.single_write(self.config, self._book, self._clock, state, op, override, echo)
 
     # -- purge ------------------------------------------------------------------------------------
 

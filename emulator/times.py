@@ -6,10 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-RFC3339_PATTERN: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,
-)
+from api_client.rfc3339 import parse_rfc3339
+
 PARTIAL_DATE_PATTERN: Final = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?", re.ASCII)
 TIME_PATTERN: Final = re.compile(r"(\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?", re.ASCII)
 
@@ -26,20 +24,6 @@ def format_time(moment: datetime) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def parse_rfc3339(value: str) -> datetime | None:
-    """The moment a full RFC 3339 timestamp names, or None when it is not one."""
-    match = RFC3339_PATTERN.fullmatch(value)
-    if match is None:
-        return None
-    fraction = (match.group(7) or ".0")[1:7].ljust(6, "0")
-    zone = match.group(8).upper()
-    iso = value[:19].replace("t", "T") + "." + fraction + ("+00:00" if zone == "Z" else zone)
-    try:
-        return datetime.fromisoformat(iso)
-    except ValueError:
-        return None
 
 
 def is_partial_date(value: str) -> bool:

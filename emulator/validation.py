@@ -14,9 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
+from api_client.meta_rules import meta_problems
 from emulator.failures import JSON, detail, failed_precondition, invalid_argument
 from emulator.profiles import COMPLEX_TYPES, STRING_TYPES
-from emulator.times import is_datetime, is_instant, is_partial_date, is_time, parse_rfc3339
+from emulator.times import is_datetime, is_instant, is_partial_date, is_time
 
 FORMAT_CHECKS: Final[dict[str, Callable[[str], bool]]] = {
     "date": is_partial_date,
@@ -24,8 +25,6 @@ FORMAT_CHECKS: Final[dict[str, Callable[[str], bool]]] = {
     "instant": is_instant,
     "time": is_time,
 }
-META_KEYS: Final = frozenset({"createdAt", "updatedAt", "identifier"})
-IDENTIFIER_KEYS: Final = frozenset({"id", "system", "value", "use", "period", "type"})
 
 
 def schema_error(type_: str, details: list[JSON]) -> JSON:
@@ -261,61 +260,5 @@ def _validate_contain_key(
 
 
 def validate_meta(meta: Any, now: datetime) -> list[JSON]:
-    """Problems of a write's `meta` under the documented rules (REGISTRY-API.md section 3)."""
-    if not isinstance(meta, dict):
-        return [detail(f"meta: expected object, got {json_type(meta)}")]
-    problems = [
-        detail(f"meta.{key}: not allowed (read-only or unknown)")
-        for key in meta
-        if key not in META_KEYS
-    ]
-    moments: dict[str, datetime] = {}
-    for key in ("createdAt", "updatedAt"):
-        if key not in meta:
-            continue
-        value = meta[key]
-        moment = parse_rfc3339(value) if isinstance(value, str) else None
-        if moment is None:
-            problems.append(detail(f"meta.{key}: expected an RFC 3339 timestamp"))
-        elif moment > now:
-            problems.append(detail(f"meta.{key}: {value} is in the future"))
-        else:
-            moments[key] = moment
-    if "updatedAt" in meta and "createdAt" not in meta:
-        problems.append(detail("meta.updatedAt: requires meta.createdAt"))
-    if {"createdAt", "updatedAt"} <= moments.keys() and moments["updatedAt"] < moments["createdAt"]:
-        problems.append(detail("meta.updatedAt: is before meta.createdAt"))
-    if "identifier" in meta:
-        problems += _validate_identifiers(meta["identifier"])
-    return problems
-
-
-def _validate_identifiers(identifiers: Any) -> list[JSON]:
-    if not isinstance(identifiers, list):
-        return [detail(f"meta.identifier: expected array, got {json_type(identifiers)}")]
-    problems: list[JSON] = []
-    seen: set[tuple[Any, Any, Any]] = set()
-    for index, entry in enumerate(identifiers):
-        at = f"meta.identifier[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(detail(f"{at}: expected object, got {json_type(entry)}"))
-            continue
-        problems += [
-            detail(f"{at}.{key}: unknown field") for key in entry if key not in IDENTIFIER_KEYS
-        ]
-        for key in ("system", "value", "use"):
-            if key in entry and not isinstance(entry[key], str):
-                problems.append(detail(f"{at}.{key}: expected string"))
-        if not isinstance(entry.get("value"), str):
-            problems.append(detail(f"{at}.value: is required"))
-        if entry.get("use") == "source":
-            problems.append(detail(f"{at}.use: 'source' is reserved"))
-        if entry.get("system") == "mdm":
-            problems.append(detail(f"{at}.system: 'mdm' is reserved"))
-        key_triple = (entry.get("system"), entry.get("use"), entry.get("value"))
-        if not all(part is None or isinstance(part, str) for part in key_triple):
-            continue
-        if key_triple in seen:
-            problems.append(detail(f"{at}: duplicates another identifier on (system, use, value)"))
-        seen.add(key_triple)
-    return problems
+    """Problems of a write's `meta`: the rules the worker also checks at publish (one copy)."""
+    return [detail(str(problem)) for problem in meta_problems(meta, now)]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from worker.publisher import PublishReport
+    from worker.publish_report import PublishReport
     from worker.results import EventStatus
     from worker.settings import IngestSettings
     from worker.store import Store

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from api_client.config import ClientConfig
 from api_client.retry import RetryPolicy
+from worker.domain.bulk import BulkCaps
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.plan import PlanCaps
 
@@ -74,6 +75,10 @@ class IngestSettings(BaseSettings):
     """Operations per bundle; a group holding this many events is due at once."""
     max_bundle_bytes: int = Field(default=500_000, ge=1000)
     """Bytes per bundle request (the documented 500 KB); a group this big is due at once."""
+    max_bulk_ops: int = Field(default=10_000, ge=1)
+    """Operations per bulk request (bulk mode); more events go in the next request."""
+    max_bulk_bytes: int = Field(default=50_000_000, ge=1000, le=5_000_000_000)
+    """Bytes per bulk request; the documented cap is 5 GB, worker memory wants far less."""
     max_flush_groups: int = Field(default=16, ge=1)
     """The most buffers one due group pulls into its flush to close over shared resources."""
     flush_read_limit: int = Field(default=2000, ge=1)
@@ -219,6 +224,10 @@ class IngestSettings(BaseSettings):
     def plan_caps(self) -> PlanCaps:
         """The bundle limits the planner keeps."""
         return PlanCaps(max_operations=self.max_bundle_ops, max_bytes=self.max_bundle_bytes)
+
+    def bulk_caps(self) -> BulkCaps:
+        """The limits of one bulk request."""
+        return BulkCaps(max_operations=self.max_bulk_ops, max_bytes=self.max_bulk_bytes)
 
     def client_config(self) -> ClientConfig:
         """The Registry client's configuration: one request ends within `http_deadline_s`.

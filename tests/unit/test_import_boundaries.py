@@ -20,6 +20,8 @@ BOUNDARIES: list[tuple[str, tuple[str, ...]]] = [
     # The models are shared with the pure core and the emulator: pydantic only, never httpx.
     ("api_client.models", ("httpx",)),
     ("api_client.ids", ("httpx",)),
+    # The meta rules are shared by the worker's publish checks and the emulator: the stdlib only.
+    ("api_client.meta_rules", ("httpx", "pydantic", "worker", "emulator")),
 ]
 
 _PROBE = (

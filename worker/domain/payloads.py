@@ -1,9 +1,11 @@
 """Caps and documented rules for what an event carries in `data`, `contained` and `meta`.
 
 Checked on the raw JSON before pydantic sees it, so that an oversized or absurdly nested payload
-is refused cheaply (and without recursion), and so that the Registry's meta rules (`updatedAt`
-needs `createdAt`, neither in the future, identifier `use` never `source`, `system` never `mdm`)
-are refused at publish rather than learnt from the dead-letter queue. No reason echoes a value.
+is refused cheaply (and without recursion), and so that meta the Registry would refuse (the rules
+of `api_client.meta_rules`, the very copy the emulator applies: strict RFC 3339 times, `updatedAt`
+needs `createdAt`, neither in the future, identifiers with a `value`, `use` never `source`,
+`system` never `mdm`...) is refused at publish rather than learnt from the dead-letter queue. No
+reason echoes a value.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-_META_FIELDS: Final = frozenset({"createdAt", "updatedAt", "identifier"})
-_IDENTIFIER_FIELDS: Final = frozenset({"system", "value", "use", "period"})
+from api_client.meta_rules import meta_problems
 
 
 @dataclass(frozen=True)
@@ -106,69 +107,6 @@ def _measure_payloads(raw: Mapping[str, Any], limits: EventLimits) -> list[Probl
     return problems
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.utcoffset() is not None else None
-
-
-def _meta_problems(meta: Mapping[str, Any], now: datetime | None) -> list[Problem]:
-    """The Registry's documented meta rules, checked at publish rather than learnt from a DLQ."""
-    problems = [
-        Problem(f"meta.{key}", "is set by the Registry" if key == "source" else "unknown field")
-        for key in meta
-        if key not in _META_FIELDS
-    ]
-    times: dict[str, datetime] = {}
-    for key in ("createdAt", "updatedAt"):
-        if key not in meta:
-            continue
-        parsed = _parse_time(meta[key])
-        if parsed is None:
-            problems.append(Problem(f"meta.{key}", "must be an RFC 3339 time with a time zone"))
-            continue
-        if now is not None and parsed > now:
-            problems.append(Problem(f"meta.{key}", "is in the future"))
-        times[key] = parsed
-    if "updatedAt" in meta and "createdAt" not in meta:
-        problems.append(Problem("meta.createdAt", "is required when meta.updatedAt is given"))
-    if "createdAt" in times and "updatedAt" in times and times["updatedAt"] < times["createdAt"]:
-        problems.append(Problem("meta.updatedAt", "is before meta.createdAt"))
-    if "identifier" in meta:
-        problems.extend(_identifier_problems(meta["identifier"]))
-    return problems
-
-
-def _identifier_problems(identifiers: Any) -> list[Problem]:
-    if not isinstance(identifiers, list):
-        return [Problem("meta.identifier", "must be a list")]
-    problems: list[Problem] = []
-    seen: set[tuple[Any, Any, Any]] = set()
-    for index, item in enumerate(identifiers):
-        where = f"meta.identifier[{index}]"
-        if not isinstance(item, Mapping):
-            problems.append(Problem(where, "must be an object"))
-            continue
-        unknown = [key for key in item if key not in _IDENTIFIER_FIELDS]
-        problems.extend(Problem(f"{where}.{key}", "unknown field") for key in unknown)
-        for key in ("system", "value", "use"):
-            if key in item and not isinstance(item[key], str):
-                problems.append(Problem(f"{where}.{key}", "must be a string"))
-        if item.get("use") == "source":
-            problems.append(Problem(f"{where}.use", "may not be 'source'"))
-        if item.get("system") == "mdm":
-            problems.append(Problem(f"{where}.system", "may not be 'mdm'"))
-        identity = (str(item.get("system")), str(item.get("use")), str(item.get("value")))
-        if identity in seen:
-            problems.append(Problem(where, "repeats an earlier (system, use, value)"))
-        seen.add(identity)
-    return problems
-
-
 def payload_problems(
     raw: Mapping[str, Any], limits: EventLimits, now: datetime | None
 ) -> list[Problem]:
@@ -176,5 +114,5 @@ def payload_problems(
     problems = _measure_payloads(raw, limits)
     meta = raw.get("meta")
     if isinstance(meta, Mapping) and not any(p.field == "meta" for p in problems):
-        problems.extend(_meta_problems(meta, now))
+        problems.extend(Problem(p.field, p.reason) for p in meta_problems(meta, now))
     return problems

@@ -66,6 +66,7 @@ def build_deps(
         store=Store(client, settings),
         client=RegistryClient(settings.client_config(), transport=transport),
         decoded=DecodedEvents(4 * settings.flush_read_limit),
+        bulk_caps=settings.bulk_caps(),
     )
 
 

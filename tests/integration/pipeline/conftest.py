@@ -22,7 +22,8 @@ from emulator.registry import Registry
 from emulator.server import RunningServer, serve_in_thread
 from worker.domain.events import ChangeEvent
 from worker.pipeline import Deps, build_deps, run_due
-from worker.publisher import PublishReport, publish
+from worker.publish_report import PublishReport
+from worker.publisher import publish
 from worker.results import backlog
 from worker.settings import IngestSettings
 from worker.store.codec import event_from_json

@@ -116,3 +116,32 @@ def test_bulk_mode_refused_request_fails_only_the_bad_event_and_lands_the_rest(
     refusals = [r for r in harness.requests() if r["route"] == "resources_bulk"]
     assert refusals[0]["status"] == 400, "the first bulk request was refused before acceptance"
     assert any(r["status"] == 202 for r in refusals[1:]), "the innocents were resubmitted"
+
+
+@pytest.mark.parametrize(
+    ("settings", "most_ops"),
+    [
+        ({"max_bulk_ops": 7}, 7),
+        # every operation carries a 200-character name, so 4 of them fill 1000 bytes
+        ({"max_bulk_bytes": 1000}, (1000 - len('{"operations":[]}')) // 201),
+    ],
+    ids=["operations", "bytes"],
+)
+def test_bulk_mode_requests_keep_the_caps_the_settings_give(
+    harness_factory: HarnessFactory, settings: dict[str, int], most_ops: int
+) -> None:
+    harness = harness_factory(**settings)
+    events = [office(f"bf-o{i}", f"o{i}") for i in range(20)]
+    for event in events:
+        event["data"] = {"name": f"{event['id']:<200}"}
+
+    report = harness.publish(events, mode="bulk")
+    assert report.errors == []
+    harness.drain(deadline_s=30)
+
+    counts = [r["opCount"] for r in harness.requests() if r["route"] == "resources_bulk"]
+    assert sum(counts) == len(events)
+    assert max(counts) <= most_ops
+    assert len(counts) >= -(-len(events) // most_ops)
+    statuses = [event_status(harness.deps, e["eventId"], source=SOURCE).status for e in events]
+    assert statuses == ["applied"] * len(events)

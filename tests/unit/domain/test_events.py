@@ -200,6 +200,80 @@ REFUSALS: list[tuple[str, dict[str, Any] | list[Any], str, str]] = [
         "repeats",
     ),
     ("identifier-not-list", _resource(meta={"identifier": {}}), "meta.identifier", "list"),
+    ("meta-not-object", _resource(meta=[1]), "meta", "JSON object"),
+    ("meta-time-not-text", _resource(meta={"createdAt": 1}), "meta.createdAt", "RFC 3339"),
+    *[
+        (f"meta-time-{name}", _resource(meta={"createdAt": text}), "meta.createdAt", "RFC 3339")
+        for name, text in [
+            ("space", "2026-01-01 00:00:00Z"),
+            ("no-seconds", "2026-01-01T00:00Z"),
+            ("no-zone", "2026-01-01T00:00:00"),
+            ("basic-format", "20260101T000000Z"),
+            ("offset-no-colon", "2026-01-01T00:00:00+0000"),
+            ("comma-fraction", "2026-01-01T00:00:00,5Z"),
+            ("week-date", "2026-W01-1T00:00:00Z"),
+        ]
+    ],
+    (
+        "meta-updated-bad-time",
+        _resource(meta={"createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-02 00:00Z"}),
+        "meta.updatedAt",
+        "RFC 3339",
+    ),
+    (
+        "identifier-not-object",
+        _resource(meta={"identifier": ["1"]}),
+        "meta.identifier[0]",
+        "object",
+    ),
+    (
+        "identifier-without-value",
+        _resource(meta={"identifier": [{"system": "a"}]}),
+        "meta.identifier[0].value",
+        "is required",
+    ),
+    (
+        "identifier-value-not-text",
+        _resource(meta={"identifier": [{"value": 1}]}),
+        "meta.identifier[0].value",
+        "string",
+    ),
+    (
+        "identifier-id-not-text",
+        _resource(meta={"identifier": [{"value": "1", "id": 1}]}),
+        "meta.identifier[0].id",
+        "string",
+    ),
+    (
+        "identifier-unknown-field",
+        _resource(meta={"identifier": [{"value": "1", "colour": "x"}]}),
+        "meta.identifier[0].colour",
+        "unknown field",
+    ),
+    (
+        "identifier-period-not-object",
+        _resource(meta={"identifier": [{"value": "1", "period": "2020"}]}),
+        "meta.identifier[0].period",
+        "object",
+    ),
+    (
+        "identifier-period-unknown-field",
+        _resource(meta={"identifier": [{"value": "1", "period": {"from": "2020"}}]}),
+        "meta.identifier[0].period.from",
+        "unknown field",
+    ),
+    (
+        "identifier-period-start-not-text",
+        _resource(meta={"identifier": [{"value": "1", "period": {"start": 2020}}]}),
+        "meta.identifier[0].period.start",
+        "string",
+    ),
+    (
+        "relationship-meta",
+        _relationship(data={}, meta={"identifier": [{"system": "mdm", "value": "1"}]}),
+        "meta.identifier[0].system",
+        "mdm",
+    ),
     ("data-not-json", _resource(data={"x": object()}), "data", "not JSON"),
     ("data-nan", _resource(data={"x": float("nan")}), "data", "NaN"),
     ("data-lone-surrogate", _resource(data={"x": "\ud800"}), "data", "Unicode"),
@@ -287,6 +361,32 @@ def test_parse_event_depth_cap_counts_the_field_itself_as_one():
     assert isinstance(
         _parse(_resource(data={"a": [{"b": 1}]}), limits=EventLimits(max_depth=2)), EventError
     )
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"createdAt": "2026-01-01t00:00:00.123456789z"},
+        {"createdAt": "2026-01-01T05:30:00+05:30", "updatedAt": "2026-01-01T00:00:00Z"},
+        {"createdAt": "2026-11-22T12:00:00Z", "updatedAt": "2026-11-22T12:00:00Z"},  # now
+        {"identifier": [{"value": "1"}, {"value": "1", "system": "None"}]},
+        {"identifier": [{"system": "s", "value": "1", "use": "a"}, {"system": "s", "value": "1"}]},
+        {
+            "identifier": [
+                {
+                    "id": "i1",
+                    "system": "https://npi.example",
+                    "value": "1",
+                    "use": "official",
+                    "type": {"text": "npi"},
+                    "period": {"id": "p1", "start": "2020", "end": "2026-01-01"},
+                }
+            ]
+        },
+    ],
+)
+def test_parse_event_accepts_meta_the_registry_accepts(meta):
+    assert isinstance(_parse(_resource(meta=meta), now=NOW), ChangeEvent)
 
 
 def test_parse_event_meta_times_in_the_future_pass_when_no_clock_is_given():

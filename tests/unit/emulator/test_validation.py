@@ -193,51 +193,107 @@ def test_validation_contained_records() -> None:
     assert len(validate_contained(parent, bad_data, profiles)) == 1
 
 
+T0 = "2024-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     "meta",
     [
         {},
-        {"createdAt": "2024-01-01T00:00:00Z"},
-        {"createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-01-01T00:00:00Z"},
-        {"createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-11-27T12:00:00Z"},
+        {"createdAt": T0},
+        {"createdAt": T0, "updatedAt": T0},
+        {"createdAt": T0, "updatedAt": "2024-11-27T12:00:00Z"},  # exactly now
+        {"createdAt": "2024-01-01t00:00:00.123456789z"},
+        {"createdAt": "2024-01-01T05:30:00+05:30", "updatedAt": T0},  # the same moment
         {
             "identifier": [
                 {"system": "https://x.example", "value": "1", "use": "official"},
                 {"system": "https://x.example", "value": "1", "use": "secondary"},
             ]
         },
+        {"identifier": [{"value": "1"}, {"value": "1", "system": "None"}]},
+        {
+            "identifier": [
+                {
+                    "id": "i1",
+                    "system": "s",
+                    "value": "1",
+                    "use": "u",
+                    "type": {"text": "npi"},
+                    "period": {"id": "p1", "start": "2020", "end": "2024-01-01"},
+                }
+            ]
+        },
+        {"identifier": []},
     ],
 )
 def test_validation_meta_accepts_what_the_rules_allow(meta: dict[str, Any]) -> None:
     assert validate_meta(meta, NOW) == []
 
 
-@pytest.mark.parametrize(
-    ("meta", "fragment"),
-    [
-        ({"updatedAt": "2024-01-01T00:00:00Z"}, "requires meta.createdAt"),
-        (
-            {"createdAt": "2024-02-01T00:00:00Z", "updatedAt": "2024-01-01T00:00:00Z"},
-            "before meta.createdAt",
-        ),
-        ({"createdAt": "2024-11-27T12:00:00.000001Z"}, "in the future"),
-        (
-            {"createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-11-28T00:00:00Z"},
-            "in the future",
-        ),
-        ({"createdAt": "yesterday"}, "RFC 3339"),
-        ({"source": "mine"}, "meta.source"),
-        ({"identifier": [{"value": "1", "use": "source"}]}, "'source' is reserved"),
-        ({"identifier": [{"value": "1", "system": "mdm"}]}, "'mdm' is reserved"),
-        (
-            {"identifier": [{"system": "s", "value": "1"}, {"system": "s", "value": "1"}]},
-            "duplicates",
-        ),
-        ({"identifier": [{"system": "s"}]}, "value: is required"),
-        ({"identifier": {}}, "expected array"),
-    ],
-)
-def test_validation_meta_rules(meta: dict[str, Any], fragment: str) -> None:
+META_REFUSALS: list[tuple[Any, str, str]] = [
+    ([], "meta", "must be a JSON object"),
+    ({"updatedAt": T0}, "meta.createdAt", "is required when meta.updatedAt is given"),
+    ({"createdAt": "2024-02-01T00:00:00Z", "updatedAt": T0}, "meta.updatedAt", "before"),
+    ({"createdAt": "2024-11-27T12:00:00.000001Z"}, "meta.createdAt", "in the future"),
+    ({"createdAt": T0, "updatedAt": "2024-11-28T00:00:00Z"}, "meta.updatedAt", "in the future"),
+    ({"createdAt": "yesterday"}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": "2024-01-01 00:00:00Z"}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": "2024-01-01T00:00Z"}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": "2024-01-01T00:00:00"}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": "20240101T000000Z"}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": T0, "updatedAt": "2024-01-01T00:00:00+0000"}, "meta.updatedAt", "RFC 3339"),
+    ({"createdAt": 1_700_000_000}, "meta.createdAt", "RFC 3339"),
+    ({"createdAt": None}, "meta.createdAt", "RFC 3339"),
+    ({"source": "mine"}, "meta.source", "set by the Registry"),
+    ({"colour": 1}, "meta.colour", "unknown field"),
+    ({"identifier": {}}, "meta.identifier", "must be a list"),
+    ({"identifier": None}, "meta.identifier", "must be a list"),
+    ({"identifier": ["1"]}, "meta.identifier[0]", "must be an object"),
+    ({"identifier": [{"value": "1", "colour": 1}]}, "meta.identifier[0].colour", "unknown"),
+    ({"identifier": [{"system": "s"}]}, "meta.identifier[0].value", "is required"),
+    ({"identifier": [{"value": 1}]}, "meta.identifier[0].value", "must be a string"),
+    ({"identifier": [{"value": None}]}, "meta.identifier[0].value", "must be a string"),
+    ({"identifier": [{"value": "1", "system": 1}]}, "meta.identifier[0].system", "a string"),
+    ({"identifier": [{"value": "1", "use": ["a"]}]}, "meta.identifier[0].use", "a string"),
+    ({"identifier": [{"value": "1", "id": 7}]}, "meta.identifier[0].id", "a string"),
+    ({"identifier": [{"value": "1", "use": "source"}]}, "meta.identifier[0].use", "reserved"),
+    ({"identifier": [{"value": "1", "system": "mdm"}]}, "meta.identifier[0].system", "reserved"),
+    (
+        {"identifier": [{"system": "s", "value": "1"}, {"system": "s", "value": "1"}]},
+        "meta.identifier[1]",
+        "repeats",
+    ),
+    ({"identifier": [{"value": "1", "period": "2020"}]}, "meta.identifier[0].period", "object"),
+    (
+        {"identifier": [{"value": "1", "period": {"start": "2020", "colour": 1}}]},
+        "meta.identifier[0].period.colour",
+        "unknown field",
+    ),
+    (
+        {"identifier": [{"value": "1", "period": {"start": 2020}}]},
+        "meta.identifier[0].period.start",
+        "must be a string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("meta", "field", "fragment"), META_REFUSALS)
+def test_validation_meta_rules(meta: Any, field: str, fragment: str) -> None:
     messages = _messages(validate_meta(meta, NOW))
 
-    assert any(fragment in message for message in messages), messages
+    assert any(m.startswith(f"{field}: ") and fragment in m for m in messages), messages
+
+
+def test_validation_meta_messages_never_echo_values() -> None:
+    secret = "Patient-Name-Zed"
+    meta = {
+        "createdAt": secret,
+        "colour": secret,
+        "identifier": [{"value": secret, "use": "source", "period": {"start": 1}}] * 2,
+    }
+
+    messages = _messages(validate_meta(meta, NOW))
+
+    assert len(messages) >= 4
+    assert all(secret not in message for message in messages)

@@ -9,9 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from emulator.app import ROUTE_NAMES, create_app
+from emulator.app import create_app
 from emulator.config import EmulatorConfig
 from emulator.registry import Registry, Reply
+from emulator.routes import ROUTE_NAMES
 from tests.unit.emulator_http.conftest import AUTH, KEY, SOURCE
 
 pytestmark = pytest.mark.anyio

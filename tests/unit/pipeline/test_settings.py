@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from worker.domain.bulk import BulkCaps
+from worker.pipeline import build_deps
 from worker.settings import ENV_NAMES, IngestSettings, SettingsError, read_settings
 
 SECRET = "s3cr3t-value-never-shown"
@@ -121,3 +123,39 @@ def test_settings_client_config_without_a_key_is_refused_clearly():
 def test_settings_are_frozen():
     with pytest.raises(ValidationError):
         IngestSettings().linger_ms = 5  # type: ignore[misc]
+
+
+def test_settings_bulk_caps_default_to_the_planner_defaults():
+    assert IngestSettings().bulk_caps() == BulkCaps()
+
+
+def test_settings_bulk_caps_are_read_from_their_variables_and_reach_the_deps():
+    settings = read_settings(
+        {
+            "CLINIA_BASE_URL": "http://127.0.0.1:1",
+            "CLINIA_API_KEY": SECRET,
+            "INGEST_REDIS_URL": "redis://127.0.0.1:1/0",
+            "INGEST_MAX_BULK_OPS": "7",
+            "INGEST_MAX_BULK_BYTES": "4096",
+        }
+    )
+
+    deps = build_deps(settings)  # connects to nothing until used
+
+    assert settings.bulk_caps() == BulkCaps(max_operations=7, max_bytes=4096)
+    assert deps.bulk_caps == settings.bulk_caps()
+    deps.client.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("INGEST_MAX_BULK_OPS", "0"),
+        ("INGEST_MAX_BULK_OPS", "many"),
+        ("INGEST_MAX_BULK_BYTES", "999"),
+        ("INGEST_MAX_BULK_BYTES", "5000000001"),
+    ],
+)
+def test_settings_bulk_caps_out_of_range_are_refused_naming_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        read_settings({variable: value})

@@ -12,17 +12,8 @@ import pytest
 import redis
 
 from worker import cli
-from worker.cli import (
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-    LineError,
-    Progress,
-    main,
-    publish_stream,
-    read_lines,
-)
+from worker.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from worker.publish_cli import LineError, Progress, publish_stream, read_lines
 
 
 @dataclass
