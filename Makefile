@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format typecheck unit venv clean
+.PHONY: demo bench test check lint format typecheck unit venv clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/clinia-ingest demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 test: check
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.conftest import IN_CI
-from worker.demo import NOT_BUILT_YET, run_demo
+from worker.demo import NOT_YET, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -42,4 +42,4 @@ def test_run_demo_drains_the_stream_and_reports_every_outcome() -> None:
     assert "additionalProperties 'UNKNOWN' not allowed" in out
     assert "demo-unknown-property: applied on attempt 2, under the same event id" in out
     assert "clinia-ingest status demo-office-1: applied" in out
-    assert NOT_BUILT_YET in out
+    assert NOT_YET in out

@@ -1,0 +1,203 @@
+"""The one-task-per-event design, for comparison only: what DESIGN section 7 measures us against.
+
+A tiny Celery app on the same Redis whose one task takes ONE event and sends it to the Registry as
+one single write with `api_client.RegistryClient`: a resource CREATE (POST), UPSERT (PUT) or
+DELETE, a relationship CREATE (POST) or DELETE. The API has no single-write UPSERT of a
+relationship, so that one goes as a bundle of one operation: still one request for one event.
+The producer gives a CREATE without an id its id before sending (`worker.ids.new_id`).
+
+Its Celery settings are ours (`worker.celery_app.celery_config`: late acks, prefetch 1, results
+off, JSON), minus the task events, which would cost the baseline a few messages per task. Each
+worker consumes its own queue and every event of a group goes to the same queue: with one pool
+process per worker, a group's events then run in publish order, which any one-task-per-event
+design needs to end in the right state. Each task counts itself in Redis (done, or failed with the
+event id and the error's type), so the benchmark waits on a count, not on a guess.
+
+Start a worker with `celery -A bench.baseline worker -Q bench-baseline-0 -c 1`; settings come from
+the environment, as for ours.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from celery import Celery
+
+if TYPE_CHECKING:
+    import redis
+
+    from api_client import RegistryClient
+    from worker.settings import IngestSettings
+
+TASK_NAME: Final = "bench.baseline.apply_event"
+QUEUE_PREFIX: Final = "bench-baseline-"
+DONE_KEY: Final = "bench:baseline:done"
+FAILED_KEY: Final = "bench:baseline:failed"
+
+
+class WriteRefusedError(Exception):
+    """The Registry refused the one operation of a bundle, or answered with a task to poll."""
+
+
+def queue_name(index: int) -> str:
+    """The queue that baseline worker `index` (0-based) consumes."""
+    return f"{QUEUE_PREFIX}{index}"
+
+
+def baseline_config(settings: IngestSettings) -> dict[str, Any]:
+    """Our Celery settings for `settings`, without task events; queue 0 by default."""
+    from worker.celery_app import celery_config
+
+    config = celery_config(settings)
+    config.update(
+        task_default_queue=queue_name(0),
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return config
+
+
+def create_app(settings: IngestSettings | None = None) -> Celery:
+    """The baseline app; None reads the settings from the environment when Celery needs them."""
+    app = Celery("bench-baseline", set_as_current=False)
+
+    def config() -> dict[str, Any]:
+        if settings is not None:
+            return baseline_config(settings)
+        from worker.settings import read_settings
+
+        return baseline_config(read_settings())
+
+    app.add_defaults(config)
+    app.task(name=TASK_NAME)(apply_event)
+    return app
+
+
+@dataclass
+class _ProcessDeps:
+    pid: int
+    client: RegistryClient
+    redis: redis.Redis
+
+
+_deps: _ProcessDeps | None = None
+
+
+def _process_deps() -> _ProcessDeps:
+    """This process's client and Redis connection, built after the fork (never shared across)."""
+    global _deps
+    if _deps is None or _deps.pid != os.getpid():
+        import redis
+
+        from api_client import RegistryClient
+        from worker.settings import read_settings
+
+        settings = read_settings()
+        client = RegistryClient(settings.client_config())
+        store = redis.Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        )
+        _deps = _ProcessDeps(os.getpid(), client, store)
+    return _deps
+
+
+def apply_event(event: dict[str, Any]) -> None:
+    """Send one event as one single write, then count it done (or failed, with its error type)."""
+    deps = _process_deps()
+    try:
+        write_one(deps.client, event)
+    except Exception as exc:  # every failure is counted: the benchmark waits on the counts
+        kind = getattr(exc, "error_type", None) or type(exc).__name__
+        deps.redis.rpush(FAILED_KEY, f"{event.get('eventId')}: {kind}")
+    else:
+        deps.redis.incr(DONE_KEY)
+
+
+def write_one(client: RegistryClient, event: dict[str, Any]) -> None:
+    """The one Registry request that applies `event` alone (its id given when it is a CREATE)."""
+    from api_client.models import (
+        BundleReceipts,
+        BundleRequest,
+        RelationshipCreateRequest,
+        RelationshipOperation,
+        RelationshipPayload,
+        ResourcePayload,
+    )
+
+    source, action, type_ = event["sourceKey"], event["action"], event["type"]
+    if event["target"] == "resource":
+        if action == "DELETE":
+            client.delete_resource(source, type_, event["id"])
+            return
+        payload = ResourcePayload.model_validate(
+            {"type": type_, "id": event["id"], "data": event.get("data") or {}}
+        )
+        if action == "CREATE":
+            client.create_resource(source, payload)
+        else:
+            client.upsert_resource(source, payload)
+        return
+    ends = {"from": event["from"], "to": event["to"]}
+    if action == "DELETE":
+        rel_id = f"{ends['from']['id']}.{ends['to']['id']}"  # the documented {fromId}.{toId}
+        client.delete_relationship(source, type_, rel_id)
+    elif action == "CREATE":
+        body = RelationshipCreateRequest.model_validate({**ends, "data": event.get("data") or {}})
+        client.create_relationship(source, type_, body)
+    else:
+        upsert = RelationshipPayload.model_validate(
+            {"type": type_, **ends, "data": event.get("data") or {}}
+        )
+        answer = client.submit_bundle(
+            source,
+            BundleRequest(relationship_operations=[RelationshipOperation.for_upsert(upsert)]),
+        )
+        if not isinstance(answer, BundleReceipts):
+            raise WriteRefusedError("the Registry answered with a task; the benchmark runs it sync")
+        for receipt in answer.relationship_operation_receipts:
+            if receipt.status != "SUCCESS":
+                raise WriteRefusedError(f"receipt {receipt.status}")
+
+
+def queues_by_group(events: Iterable[dict[str, Any]], workers: int) -> dict[str, str]:
+    """Each group's queue: groups dealt in turn, in order of first appearance, so queues balance."""
+    found: dict[str, str] = {}
+    for event in events:
+        group = event.get("group") or event["sourceKey"]
+        if group not in found:
+            found[group] = queue_name(len(found) % workers)
+    return found
+
+
+def enqueue(app: Celery, events: Sequence[dict[str, Any]], workers: int) -> dict[str, str]:
+    """Send one task per event, in order, to its group's queue; the ids given to id-less CREATEs.
+
+    `workers` is how many baseline workers (so queues) run.
+    """
+    from worker.ids import new_id
+
+    queues = queues_by_group(events, workers)
+    assigned: dict[str, str] = {}
+    with app.producer_or_acquire() as producer:
+        for event in events:
+            if event["target"] == "resource" and "id" not in event:
+                assigned[event["eventId"]] = new_id()
+                event = {**event, "id": assigned[event["eventId"]]}
+            group = event.get("group") or event["sourceKey"]
+            app.send_task(
+                TASK_NAME,
+                args=[event],
+                queue=queues[group],
+                producer=producer,
+                argsrepr=repr(event["eventId"]),
+            )
+    return assigned
+
+
+app = create_app()
+"""The app that `celery -A bench.baseline worker` runs."""

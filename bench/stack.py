@@ -1,0 +1,161 @@
+"""The processes the benchmark runs beside itself, on top of the demo's (`worker.demo_stack`).
+
+The emulator runs in its own process (`clinia-ingest emulator`), so that serving the Registry
+never shares the benchmark's GIL; the baseline's workers are the demo's worker processes with
+another app and one queue each. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from celery import Celery
+
+from bench.baseline import queue_name
+from bench.stream import State, normalized
+from worker.demo_stack import (
+    READY_TIMEOUT_S,
+    StackError,
+    Workers,
+    environment_for,
+    free_port,
+    wait_until,
+)
+from worker.settings import IngestSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ADMIN_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+PING_TIMEOUT_S = 0.5
+
+
+class EmulatorProcess:
+    """`clinia-ingest emulator` on a free loopback port, its key in the environment (not `ps`)."""
+
+    def __init__(self, directory: Path, api_key: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLINIA_", "INGEST_"))}
+        env["CLINIA_API_KEY"] = api_key
+        args = [*_emulator_command(), "--host", "127.0.0.1", "--port", str(self.port),
+                "--log-level", "warning"]  # fmt: skip
+        self.log_path = directory / "emulator.log"
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
+                args, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self._http = httpx.Client(base_url=f"{self.url}/_emulator", timeout=ADMIN_TIMEOUT_S)
+        wait_until(self._healthy, timeout_s=READY_TIMEOUT_S, what="the emulator did not start")
+
+    def _healthy(self) -> bool:
+        self.alive()
+        try:
+            return self._http.get("/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def alive(self) -> bool:
+        """Whether the emulator still runs (one that exited says why in its log)."""
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise StackError(f"the emulator exited (status {self.process.returncode}):\n{tail}")
+        return True
+
+    def admin(self, path: str) -> Any:
+        """GET an admin route (under /_emulator) and return its JSON."""
+        answer = self._http.get(path)
+        answer.raise_for_status()
+        return answer.json()
+
+    def requests_so_far(self) -> int:
+        """How many Registry requests the emulator has served since it started.
+
+        The log keeps the last 10,000 only, but numbers them all: the last number is the count.
+        """
+        entries = self.admin("/requests")
+        return int(entries[-1]["seq"]) if entries else 0
+
+    def state(self, source: str) -> State:
+        """The source's records as the emulator holds them, normalized for comparison."""
+        return normalized(
+            {
+                "resources": self.admin(f"/sources/{source}/resources"),
+                "relationships": self.admin(f"/sources/{source}/relationships"),
+            }
+        )
+
+    def stop(self) -> None:
+        self._http.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
+
+
+def _emulator_command() -> list[str]:
+    """`clinia-ingest emulator` from this interpreter's environment (`python -m emulator` else)."""
+    script = Path(sys.executable).with_name("clinia-ingest")
+    if script.exists():
+        return [str(script), "emulator"]
+    return [sys.executable, "-m", "emulator"]
+
+
+class BaselineWorkers(Workers):
+    """`celery -A bench.baseline worker` processes: one pool process and one queue each.
+
+    The demo's worker processes with another app; started, watched and stopped the same way.
+    """
+
+    def __init__(self, settings: IngestSettings, log_dir: Path, *, count: int) -> None:
+        env = environment_for(settings, os.environ)
+        self.processes = []
+        for index in range(count):
+            log_path = log_dir / f"baseline{index + 1}.log"
+            args = [sys.executable, "-m", "celery", "-A", "bench.baseline", "worker",
+                    "--pool=prefork", "-c", "1", "-Q", queue_name(index),
+                    "-n", f"baseline{index + 1}@%h", "--loglevel", "WARNING",
+                    "--without-mingle", "--without-gossip"]  # fmt: skip
+            with log_path.open("wb") as out:
+                process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
+                    args, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            self.processes.append((process, log_path))
+
+
+def worker_pids(workers: Workers) -> list[int]:
+    """The workers' main processes (their pool children hang below them)."""
+    return [process.pid for process, _ in workers.processes]
+
+
+def wait_ready(
+    broker_url: str,
+    workers: Workers,
+    *,
+    prefix: str,
+    timeout_s: float = READY_TIMEOUT_S,
+) -> None:
+    """Wait until every worker named `prefix...@host` answers a ping (its consumer is up)."""
+    app = Celery("bench-ping", broker=broker_url, set_as_current=False)
+    app.conf.broker_connection_retry_on_startup = True
+    wanted = len(workers.processes)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            workers.alive()
+            replies = app.control.ping(timeout=PING_TIMEOUT_S, limit=wanted) or []
+            names = {name for reply in replies for name in reply if name.startswith(prefix)}
+            if len(names) >= wanted:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"{wanted - len(names)} worker(s) not ready within {timeout_s} s")
+    finally:
+        app.close()
