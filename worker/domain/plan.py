@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from api_client.models import BundleRequest, ErrorType, dump_json
+from api_client.models import Action, BundleRequest, ErrorType, dump_json
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Problem, Target
 from worker.domain.keys import EntityKey, key_of
@@ -55,6 +55,8 @@ class PlanCaps:
     max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     isolate_expected_failures: bool = True
     """Give an operation the table expects to fail a bundle of its own, so it cancels nobody."""
+    separate_merged_deletes: bool = True
+    """Send merged `UPSERT+ DELETE` operations in bundles of their own kind (`may_fail`)."""
     target_operations: int | None = None
     """Where a bundle closes when below `max_operations` (a shrunk source, `domain.sizing`). Soft:
     a unit larger than it still travels, in a bundle of its own; only `max_operations` rejects."""
@@ -114,12 +116,24 @@ class Plan:
         return tuple(op for bundle in self.bundles for op in bundle.ops)
 
 
+def may_fail(unit: Unit) -> bool:
+    """Whether a unit holds a merged `UPSERT+ DELETE`: refused NOT_FOUND (then unmerged) when the
+    entity did not exist before the first UPSERT, which only the Registry knows.
+
+    Such units share bundles only with their own kind, so that a refusal cancels no operation that
+    could not have failed that way: in a stream that creates and deletes entities within one
+    linger, one refused merge used to send a whole 500-operation bundle back to its buffers.
+    """
+    return any(op.action is Action.DELETE and len(op.events) > 1 for op in unit.ops)
+
+
 @dataclass
 class _Bin:
     resource_ops: list[PlannedOp] = field(default_factory=list)
     relationship_ops: list[PlannedOp] = field(default_factory=list)
     size: int = EMPTY_BUNDLE_BYTES
     isolated: bool = False
+    risky: bool = False
 
     @property
     def count(self) -> int:
@@ -176,13 +190,14 @@ def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Reje
             floor_of[index] = floor
             continue
         isolate = caps.isolate_expected_failures and unit.expected_error is not None
+        risky = caps.separate_merged_deletes and may_fail(unit)
         chosen = None
         if not isolate:
-            candidates = range(floor, len(bins))
+            candidates = (b for b in range(floor, len(bins)) if bins[b].risky == risky)
             chosen = next((b for b in candidates if bins[b].fits(unit.ops, caps)), None)
         if chosen is None:
             chosen = len(bins)
-            bins.append(_Bin())
+            bins.append(_Bin(risky=risky))
         bins[chosen].add(unit.ops)
         bins[chosen].isolated = isolate
         bin_of[index] = chosen
