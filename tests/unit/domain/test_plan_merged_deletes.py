@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api_client.models import Action
+from worker.domain.keys import ResourceKey
 from worker.domain.plan import Plan, PlanCaps, plan_bundles
 from worker.domain.plan_check import validate_plan
 
@@ -13,7 +14,10 @@ U, D = Action.UPSERT, Action.DELETE
 
 def shapes(plan: Plan) -> list[list[tuple[str, str]]]:
     """Per bundle: (action, id) of each resource operation."""
-    return [[(op.action.value, op.key.id) for op in b.resource_ops] for b in plan.bundles]
+    return [
+        [(op.action.value, op.key.id) for op in b.resource_ops if isinstance(op.key, ResourceKey)]
+        for b in plan.bundles
+    ]
 
 
 def test_a_merged_delete_leaves_the_plain_operations_in_their_own_bundle():
