@@ -83,7 +83,10 @@ def wait_drained(deps: Deps, workers: Workers) -> None:
         wait_for(lambda: backlog(deps).total == 0, timeout_s=DRAIN_TIMEOUT_S)
     except AssertionError:
         left = backlog(deps).to_dict()
-        raise AssertionError(f"backlog not drained: {left}\n{workers.logs()}") from None
+        alive = {state: records(deps, state) for state in ("planned", "sending", "sent")}
+        raise AssertionError(
+            f"backlog not drained: {left}\nrecords: {alive}\n{workers.logs()}"
+        ) from None
 
 
 def entity_of(event: dict[str, Any]) -> Entity:
@@ -377,7 +380,9 @@ def test_worker_killed_while_a_task_is_polled(
         ],
     )
     events = publish_stream(deps, seed=47)
-    [first] = workers.start(1, concurrency=2 if kill == "main" else 1)
+    # READBACK too: the main process's death also ends its other pool process, which may be
+    # sending a bundle; that bundle is read back, and must settle within the drain's deadline.
+    [first] = workers.start(1, concurrency=2 if kill == "main" else 1, **READBACK)
     wait_held(emulator, workers)
     before = polls_in_flight(emulator)
 
@@ -389,7 +394,7 @@ def test_worker_killed_while_a_task_is_polled(
     [task_id] = wait_for(lambda: held_poll(emulator, before), timeout_s=HOLD_S / 2)
     [polled] = [h for h in records(deps, "sent") if task_of(deps, h) == task_id]
     if kill == "main":
-        workers.start(1, concurrency=2)
+        workers.start(1, concurrency=2, **READBACK)
 
     # ... the poll is taken over once the claim expires, not before ...
     taken_ms = wait_records(deps, workers, [polled], "taken over", lambda h: taken_over(deps, h))
