@@ -8,7 +8,6 @@ the groups delete a provider (its relationships go with it) and create it again.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import random
 from collections import Counter
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.stream import normalized, operation_of
 from emulator.state import SUCCESS, SourceState
 
 REL_TYPE = "provider-office"
@@ -119,18 +119,6 @@ def _link(action: str, office: str, provider: str, data: dict[str, Any] | None) 
     return event
 
 
-def operation_of(event: dict[str, Any]) -> dict[str, Any]:
-    """The raw Registry operation that applying the event alone sends."""
-    action = event["action"]
-    if event["target"] == "resource":
-        payload: dict[str, Any] = {"type": event["type"], "id": event["id"]}
-    else:
-        payload = {"type": event["type"], "from": event["from"], "to": event["to"]}
-    if action != "DELETE":
-        payload["data"] = copy.deepcopy(event.get("data") or {})
-    return {"action": action, action.lower(): payload}
-
-
 def oracle(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Per source, the registry's records after applying the events one by one, in order.
 
@@ -154,23 +142,6 @@ def oracle(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, list[dict[st
 
 def _fixed_clock() -> datetime:
     return datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def normalized(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """Records without the times the registry stamps, sorted, for comparing two registries."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for kind in ("resources", "relationships"):
-        records = []
-        for record in snapshot.get(kind, []):
-            kept = {k: v for k, v in record.items() if k != "meta"}
-            meta = {k: v for k, v in (record.get("meta") or {}).items() if k not in _STAMPED_META}
-            kept["meta"] = meta
-            records.append(kept)
-        out[kind] = sorted(records, key=lambda r: (r["type"], r["id"]))
-    return out
-
-
-_STAMPED_META = frozenset({"createdAt", "updatedAt"})
 
 
 def writes_allowed(events: Iterable[dict[str, Any]]) -> Counter[tuple[str, str, str, str]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from bench.stream import normalized
 from tests.integration.workers.conftest import (
     Emulator,
     WorkerProcess,
@@ -31,7 +32,7 @@ from tests.integration.workers.conftest import (
     kill_main,
     kill_pool_child,
 )
-from tests.integration.workers.stream import make_stream, normalized, oracle
+from tests.integration.workers.stream import make_stream, oracle
 from tests.integration.workers.stream import writes_allowed as writes_allowed_per_event
 from tests.waiting import wait_for
 from worker.deadletters import list_dead_letters

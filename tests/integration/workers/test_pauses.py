@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from bench.stream import normalized
 from emulator.app import create_app
 from emulator.config import EmulatorConfig, SourceMode
 from emulator.registry import Registry
@@ -33,7 +34,7 @@ from tests.integration.workers.conftest import (
     Workers,
     worker_environment,
 )
-from tests.integration.workers.stream import make_stream, normalized, oracle
+from tests.integration.workers.stream import make_stream, oracle
 from tests.waiting import wait_for
 from worker.pipeline import Deps
 from worker.publisher import publish

@@ -13,13 +13,9 @@ from typing import Any
 
 import pytest
 
+from bench.stream import normalized
 from tests.integration.workers.conftest import Emulator, Workers
-from tests.integration.workers.stream import (
-    make_stream,
-    normalized,
-    oracle,
-    writes_allowed,
-)
+from tests.integration.workers.stream import make_stream, oracle, writes_allowed
 from tests.waiting import wait_for
 from worker.pipeline import Deps
 from worker.publisher import publish
