@@ -104,6 +104,12 @@ class PlannedOp:
         return (Target.RELATIONSHIP, self.key.type, self.key.receipt_id)
 
 
+def is_merged_delete(op: PlannedOp) -> bool:
+    """An `UPSERT+ DELETE` operation: refused NOT_FOUND when the entity did not exist before the
+    first UPSERT, which only the Registry knows (docs/coalescing.md)."""
+    return op.action is Action.DELETE and len(op.events) > 1
+
+
 def _meta(event: ChangeEvent) -> Meta | None:
     return None if event.meta is None else Meta.model_validate(event.meta)
 

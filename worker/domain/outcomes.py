@@ -27,7 +27,7 @@ from api_client.models import Action, ErrorBody, ErrorType, Receipt, ReceiptStat
 from worker.domain.coalesce import Fate, fates_for
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
-from worker.domain.ops import PlannedOp
+from worker.domain.ops import PlannedOp, is_merged_delete
 from worker.domain.plan import Plan
 from worker.domain.receipts import Answer, ReceiptMismatchError, Submission, aligned_receipts
 
@@ -115,18 +115,29 @@ def _op_refs(submission: Submission) -> list[tuple[PlannedOp, OpRef]]:
     return refs
 
 
+UNMERGED_WHEN_CANCELLED: Final = "a merged DELETE cancelled by a neighbour: replayed unmerged"
+
+
 def _read(op: PlannedOp, ref: OpRef, receipt: Receipt) -> list[EventOutcome]:
     error_type = receipt.error.type if receipt.error is not None else None
     try:
         fates = fates_for([e.role for e in op.events], receipt.status, error_type)
     except ValueError as exc:
         raise ReceiptMismatchError(f"{op.key}: {exc} in a terminal answer") from exc
+    reason = ""
+    if receipt.status == ReceiptStatus.CANCELLED and is_merged_delete(op):
+        # Its neighbours are merged DELETEs too (plan.may_fail): sent again merged, the next
+        # one to meet an absent entity would cancel it again, one refusal per round trip.
+        # Alone, each event meets its own fate at once (the one-by-one reference).
+        fates = tuple(Fate.UNMERGED for _ in fates)
+        reason = UNMERGED_WHEN_CANCELLED
     return [
         EventOutcome(
             event_id=planned.event_id,
             fate=fate,
             op=ref,
             error=receipt.error if fate in (Fate.FAILED, Fate.UNMERGED, Fate.RETRY) else None,
+            reason=reason,
         )
         for planned, fate in zip(op.events, fates, strict=True)
     ]

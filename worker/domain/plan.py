@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from api_client.models import Action, BundleRequest, ErrorType, dump_json
+from api_client.models import BundleRequest, ErrorType, dump_json
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Problem, Target
 from worker.domain.keys import EntityKey, key_of
@@ -29,6 +29,7 @@ from worker.domain.ops import (
     PlannedEvent,
     PlannedOp,
     bundle_request,
+    is_merged_delete,
     relationship_ends,
 )
 from worker.domain.ordering import PlanInputError, Unit, build_units, earliest_slot, unmerge_unfit
@@ -124,7 +125,7 @@ def may_fail(unit: Unit) -> bool:
     could not have failed that way: in a stream that creates and deletes entities within one
     linger, one refused merge used to send a whole 500-operation bundle back to its buffers.
     """
-    return any(op.action is Action.DELETE and len(op.events) > 1 for op in unit.ops)
+    return any(is_merged_delete(op) for op in unit.ops)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from worker.flow.deps import Deps
 from worker.flow.holding import Candidate
 from worker.flow.selection import Selection, select_bundles
 from worker.flow.sizing import plan_caps_for
-from worker.flow.submit import Claimed, submit_all, submit_claimed
+from worker.flow.submit import Claimed, Step, submit_all, submit_claimed
 from worker.store.records import BundleToReserve, RejectedEvent, Snapshot
 
 __all__ = ["flush"]
@@ -71,10 +71,26 @@ def _reserve(
 
 
 def _follow(
-    deps: Deps, source: str, snapshot: Snapshot, selection: Selection, result: FlushResult
+    deps: Deps,
+    source: str,
+    snapshot: Snapshot,
+    selection: Selection,
+    result: FlushResult,
+    blocked: set[str],
 ) -> None:
-    """Send the plan's followers in order while nothing surprising happens (rule F)."""
+    """Send the plan's followers in order (rule F).
+
+    A bundle that sends events back to their buffers (CANCELLED, UNMERGED, RETRY) holds back
+    every later follower touching an entity it touched, and so on down the plan (their events
+    must not overtake the ones sent back); the followers sharing nothing with them go on. Any
+    other surprise (no reservation, a pause, an outcome unknown) stops the plan. `blocked` holds
+    the entities of the first bundles that sent events back.
+    """
     for follower in selection.followers:
+        touched = {*follower.writes, *follower.reads}
+        if blocked & touched:
+            blocked |= touched
+            continue
         statuses = deps.store.reserve(
             source,
             bundles=[
@@ -97,8 +113,21 @@ def _follow(
             return
         result.bundles_reserved += 1
         claimed = Claimed(follower.bundle_id, 1, follower.plan, validated=True)
-        if not submit_claimed(deps, source, claimed, result).plan_goes_on:
+        step = submit_claimed(deps, source, claimed, result)
+        if step is Step.REPLAN:
+            blocked |= touched
+        elif not step.plan_goes_on:
             return
+
+
+def _sent_back(selection: Selection, claimed: Sequence[Claimed], steps: Sequence[Step]) -> set[str]:
+    """The entities (written or read) of the bundles whose events went back to their buffers."""
+    touched = {b.bundle_id: {*b.writes, *b.reads} for b in selection.bundles}
+    blocked: set[str] = set()
+    for bundle, step in zip(claimed, steps, strict=True):
+        if step is Step.REPLAN:
+            blocked |= touched[bundle.bundle_id]
+    return blocked
 
 
 def flush(deps: Deps, source: str, groups: Sequence[str]) -> FlushResult:
@@ -132,8 +161,10 @@ def flush(deps: Deps, source: str, groups: Sequence[str]) -> FlushResult:
         result.events_held += selection.held
         result.events_rejected += len(selection.rejected)
         all_taken = len(claimed) == len(selection.bundles)
-        if submit_all(deps, source, claimed, result) and all_taken:
-            _follow(deps, source, snapshot, selection, result)
+        steps = submit_all(deps, source, claimed, result)
+        blocked = _sent_back(selection, claimed, steps)
+        if all_taken and all(s.plan_goes_on or s is Step.REPLAN for s in steps):
+            _follow(deps, source, snapshot, selection, result, blocked)
         remaining = [g for g in seeds if g not in visited]
         if len(remaining) == len(seeds):
             break  # nothing of the seeds could be read (cannot happen with a positive limit)

@@ -82,7 +82,8 @@ _log = structlog.get_logger("worker.pipeline")
 
 
 class Step(Enum):
-    """Where one submission left its bundle; only the first two let a plan go on (rule F)."""
+    """Where one submission left its bundle; the first two let a plan go on, REPLAN lets on only
+    what shares nothing with it (rule F)."""
 
     FINAL = "final"
     """Recorded, every fate final."""
@@ -400,17 +401,19 @@ def _accepted(
     return Step.ACCEPTED
 
 
-def submit_all(deps: Deps, source: str, bundles: Sequence[Claimed], counts: SubmitCounts) -> bool:
+def submit_all(
+    deps: Deps, source: str, bundles: Sequence[Claimed], counts: SubmitCounts
+) -> list[Step]:
     """Submit reserved bundles one after another, renewing the claims of those still waiting
-    their turn; whether every one of them let the plan go on."""
+    their turn; where each one left its bundle."""
     renew_every = deps.settings.claim_ttl_ms // 3
     last_renewal = deps.now_ms()
-    goes_on = True
+    steps = []
     for position, claimed in enumerate(bundles):
         now = deps.now_ms()
         if now - last_renewal >= renew_every:
             waiting = [(b.bundle_id, b.fence) for b in bundles[position:]]
             deps.store.renew(source, waiting, now)
             last_renewal = now
-        goes_on = submit_claimed(deps, source, claimed, counts).plan_goes_on and goes_on
-    return goes_on
+        steps.append(submit_claimed(deps, source, claimed, counts))
+    return steps

@@ -1,0 +1,77 @@
+"""Rule F: a bundle sending events back holds back only the followers that share an entity
+with it; a refused merged DELETE unmerges its cancelled neighbours instead of retrying them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from worker.pipeline import flush
+from worker.results import event_status
+
+from .checks import check_against_oracle
+from .conftest import SOURCE, HarnessFactory
+
+pytestmark = pytest.mark.integration
+
+
+def office(eid: str, action: str, id_: str, **fields: Any) -> dict[str, Any]:
+    event = {"eventId": eid, "sourceKey": SOURCE, "target": "resource", "action": action,
+             "type": "office", "id": id_, "group": "g", **fields}  # fmt: skip
+    if action != "DELETE":
+        event.setdefault("data", {"name": eid})
+    return event
+
+
+def test_followers_sharing_nothing_with_a_refused_bundle_still_go_in_the_same_flush(
+    harness_factory: HarnessFactory,
+):
+    harness = harness_factory()
+    harness.publish([office("ev-p1", "UPSERT", "p1")])
+    harness.drain(deadline_s=20)
+    harness.publish(
+        [
+            # a merged UPSERT+DELETE of an office that never existed: refused NOT_FOUND
+            office("ev-u9", "UPSERT", "o9"),
+            office("ev-d9", "DELETE", "o9"),
+            # a DELETE then a re-create of p1: two bundles, the second a follower
+            office("ev-del", "DELETE", "p1"),
+            office("ev-new", "UPSERT", "p1"),
+        ]
+    )
+
+    result = flush(harness.deps, SOURCE, ["g"])
+
+    assert result.events_rebuffered == 2  # the merged DELETE, unmerged
+    assert event_status(harness.deps, "ev-new").status == "applied"  # not held back by it
+    harness.drain(deadline_s=20)
+    check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
+
+
+def test_merged_deletes_cancelled_by_a_neighbour_are_replayed_unmerged(
+    harness_factory: HarnessFactory,
+):
+    harness = harness_factory()
+    harness.publish([office("ev-e1", "UPSERT", "e1")])
+    harness.drain(deadline_s=20)
+    harness.publish(
+        [
+            office("ev-u1", "UPSERT", "e1"),  # e1 exists: this merge alone would apply
+            office("ev-d1", "DELETE", "e1"),
+            office("ev-u2", "UPSERT", "o2"),  # o2 never existed: refused NOT_FOUND
+            office("ev-d2", "DELETE", "o2"),
+        ]
+    )
+
+    flush(harness.deps, SOURCE, ["g"])
+
+    # both merged DELETEs went back unmerged (one refused, one cancelled), so the next round
+    # sends each event alone and none is refused again
+    for eid in ("ev-u1", "ev-d1", "ev-u2", "ev-d2"):
+        assert event_status(harness.deps, eid).fate == "UNMERGED", eid
+    requests_before = len([r for r in harness.requests() if r["route"] == "bundle"])
+    harness.drain(deadline_s=20)
+    bundles = [r for r in harness.requests() if r["route"] == "bundle"][requests_before:]
+    assert all(r["status"] == 200 for r in bundles)
+    check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
