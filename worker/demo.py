@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 NOT_YET = """\
 Not met yet: DESIGN's throughput target, 20 times one Celery task per event (`make bench`
-measures it side by side; about 3 to 4 times on this 2-CPU machine, where planning bundles
+measures it side by side; about 5 to 7 times on this 2-CPU machine, where planning bundles
 dominates). Known limits of the failure handling: docs/reliability.md."""
 
 DEMO_KEY = "demo-key"
