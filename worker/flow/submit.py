@@ -28,7 +28,7 @@ Every write names the claim's fencing token; a worker that lost its claim writes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 import structlog
@@ -36,7 +36,6 @@ import structlog
 from api_client import (
     APIError,
     AuthError,
-    IssuedBy,
     OutcomeUnknownError,
     RateLimitedError,
     RegistryError,
@@ -46,16 +45,11 @@ from api_client import (
 from api_client.models import (
     BulkRejected,
     BundleReceipts,
-    RelationshipBulkRequest,
-    ResourceBulkRequest,
     TaskAccepted,
     TaskState,
 )
-from worker.domain.bulk import BulkPlan, BulkRequestPlan, validate_bulk_plan
-from worker.domain.events import Target
 from worker.domain.outcomes import Outcomes, outcomes_from_receipts
-from worker.domain.plan import BundlePlan, Plan, PlanError
-from worker.domain.plan_check import validate_plan
+from worker.domain.plan import BundlePlan, PlanError
 from worker.domain.readback import Resolution
 from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
@@ -64,6 +58,7 @@ from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_who
 from worker.flow.layout import Sendable
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
 from worker.flow.readback import told_apart
+from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import shrink_bundles
 from worker.store.pauses import GateAnswer
 from worker.store.records import EventOutcomeRecord
@@ -285,39 +280,12 @@ def _hold(
     return Step.RELEASED
 
 
-def _validate(deps: Deps, source: str, plan: Sendable) -> None:
-    """Refuse a plan rebuilt from its record that breaks a rule (`PlanError`)."""
-    mode = deps.settings.coalesce_mode
-    if isinstance(plan, BulkRequestPlan):
-        validate_bulk_plan(BulkPlan(source, mode, (replace(plan, index=0),)), deps.bulk_caps)
-    else:
-        single = replace(plan, index=0)
-        validate_plan(Plan(source, mode, (single,)), deps.settings.plan_caps())
-
-
-def _send(deps: Deps, source: str, plan: Sendable) -> TaskAccepted | BundleReceipts | BulkRejected:
-    request = plan.request
-    if isinstance(request, ResourceBulkRequest):
-        return deps.client.submit_resource_bulk(source, request)
-    if isinstance(request, RelationshipBulkRequest):
-        return deps.client.submit_relationship_bulk(source, request)
-    return deps.client.submit_bundle(source, request)
-
-
-def _issuer(plan: Sendable) -> IssuedBy:
-    if not isinstance(plan, BulkRequestPlan):
-        return IssuedBy.BUNDLE
-    if plan.target is Target.RESOURCE:
-        return IssuedBy.RESOURCES_BULK
-    return IssuedBy.RELATIONSHIPS_BULK
-
-
 def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCounts) -> Step:
     """Send one claimed `planned` bundle (or bulk request) and move its record on (see the module
     docstring)."""
     if not claimed.validated:
         try:
-            _validate(deps, source, claimed.plan)
+            validate_sendable(deps, source, claimed.plan)
         except PlanError as exc:
             return _park(deps, source, claimed, f"plan refused before sending: {exc}", counts)
     gate = pause_gate(deps, source)
@@ -327,7 +295,7 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
         counts.lost_claim += 1
         return Step.LOST
     try:
-        answer = _send(deps, source, claimed.plan)
+        answer = send(deps, source, claimed.plan)
     except (RateLimitedError, AuthError, TransportError) as exc:
         pause_source(deps, source, exc)
         return _release(deps, source, claimed, exc, counts)
@@ -380,7 +348,7 @@ def _accepted(
     deps: Deps, source: str, claimed: Claimed, answer: TaskAccepted, counts: SubmitCounts
 ) -> Step:
     now = deps.now_ms()
-    issuer = _issuer(claimed.plan)
+    issuer = issuer_of(claimed.plan)
     try:
         ref = TaskRef.from_submission(source, answer.task_id, issued_by=issuer)
     except ValueError as exc:
