@@ -12,9 +12,10 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from worker import cli
+
 if TYPE_CHECKING:
     from worker.deadletters import Correction, DlqFilter
-    from worker.store import Store
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
@@ -28,7 +29,7 @@ def add_commands(commands: Any) -> None:
 
     listing = actions.add_parser("list", help="ids, stage, error type and message of entries")
     _filters(listing)
-    listing.add_argument("--limit", type=_positive, default=DEFAULT_LIMIT, help="at most N")
+    listing.add_argument("--limit", type=cli._positive_int, default=DEFAULT_LIMIT, help="at most N")
     listing.set_defaults(run=_run_list)
 
     show = actions.add_parser("show", help="every entry of one event, with the stored event")
@@ -77,16 +78,6 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _time_ms(text: str) -> int:
     if text.isdigit():
         return int(text)
@@ -117,9 +108,8 @@ def correction_of(args: argparse.Namespace) -> Correction:
     """The correction `--data`, `--set` and `--unset` name.
 
     Raises:
-        UsageError: a file cannot be read or is not a JSON object, or a `--set` has no `=`.
+        cli.UsageError: a file cannot be read or is not a JSON object, or a `--set` has no `=`.
     """
-    from worker.cli import UsageError
     from worker.deadletters import Correction
 
     data = None
@@ -128,16 +118,16 @@ def correction_of(args: argparse.Namespace) -> Correction:
             with open(args.data, encoding="utf-8") as stream:
                 data = json.load(stream)
         except OSError as exc:
-            raise UsageError(f"--data: cannot read {args.data}: {exc.strerror}") from None
+            raise cli.UsageError(f"--data: cannot read {args.data}: {exc.strerror}") from None
         except ValueError:
-            raise UsageError(f"--data: {args.data} is not JSON") from None
+            raise cli.UsageError(f"--data: {args.data} is not JSON") from None
         if not isinstance(data, dict):
-            raise UsageError("--data: expected a JSON object (the event's data)")
+            raise cli.UsageError("--data: expected a JSON object (the event's data)")
     sets = []
     for item in args.sets:
         path, sep, value = item.partition("=")
         if not sep or not path:
-            raise UsageError(f"--set: expected PATH=VALUE, got {item!r}")
+            raise cli.UsageError(f"--set: expected PATH=VALUE, got {item!r}")
         try:
             parsed: Any = json.loads(value)
         except ValueError:
@@ -146,25 +136,15 @@ def correction_of(args: argparse.Namespace) -> Correction:
     return Correction(data=data, sets=tuple(sets), unsets=tuple(args.unset))
 
 
-def _store() -> Store:
-    from worker.cli import _settings, _store
-
-    return _store(_settings())
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(f"{line}\n")
-
-
 def _run_list(args: argparse.Namespace) -> int:
     from worker.deadletters import list_dead_letters
 
-    found = list_dead_letters(_store(), filter_of(args), limit=args.limit)
+    found = list_dead_letters(cli._store(cli._settings()), filter_of(args), limit=args.limit)
     if args.json:
-        _out(json.dumps([letter.summary() for letter in found], sort_keys=True))
+        cli._out(json.dumps([letter.summary() for letter in found], sort_keys=True))
         return EXIT_OK
     for letter in found:
-        _out(
+        cli._out(
             f"{letter.source} {letter.entry_id} {letter.event_id or '?'} {letter.stage} "
             f"{letter.error_type}: {letter.message}"
         )
@@ -174,34 +154,38 @@ def _run_list(args: argparse.Namespace) -> int:
 def _run_show(args: argparse.Namespace) -> int:
     from worker.deadletters import show
 
-    found = show(_store(), args.event_id, sources=args.source)
+    found = show(cli._store(cli._settings()), args.event_id, sources=args.source)
     if args.json:
-        _out(json.dumps([letter.to_dict() for letter in found], sort_keys=True))
+        cli._out(json.dumps([letter.to_dict() for letter in found], sort_keys=True))
     else:
         for letter in found:
             for key, value in letter.to_dict().items():
                 if value is not None:
                     shown = json.dumps(value, sort_keys=True) if key == "event" else value
-                    _out(f"{key}: {shown}")
-            _out("")
+                    cli._out(f"{key}: {shown}")
+            cli._out("")
     return EXIT_OK if found else EXIT_REFUSED
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from worker.cli import UsageError
     from worker.deadletters import replay
 
     correction = correction_of(args)
     try:
-        items = replay(_store(), filter_of(args), correction=correction, dry_run=args.dry_run)
+        items = replay(
+            cli._store(cli._settings()),
+            filter_of(args),
+            correction=correction,
+            dry_run=args.dry_run,
+        )
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise cli.UsageError(str(exc)) from None
     if args.json:
-        _out(json.dumps([i.to_dict() for i in items], sort_keys=True))
+        cli._out(json.dumps([i.to_dict() for i in items], sort_keys=True))
     else:
         for i in items:
             detail = f": {i.detail}" if i.detail else ""
-            _out(f"{i.source} {i.event_id or '?'} {i.outcome}{detail}")
+            cli._out(f"{i.source} {i.event_id or '?'} {i.outcome}{detail}")
     ok = {"replayed", "would-replay"}
     return EXIT_OK if all(i.outcome in ok for i in items) else EXIT_REFUSED
 
@@ -209,24 +193,24 @@ def _run_replay(args: argparse.Namespace) -> int:
 def _run_purge(args: argparse.Namespace) -> int:
     from worker.deadletters import purge
 
-    removed = purge(_store(), filter_of(args), dry_run=args.dry_run)
+    removed = purge(cli._store(cli._settings()), filter_of(args), dry_run=args.dry_run)
     if args.json:
         entries = [{"source": r.source, "entryId": r.entry_id} for r in removed]
-        _out(json.dumps({"dryRun": args.dry_run, "count": len(removed), "entries": entries}))
+        cli._out(json.dumps({"dryRun": args.dry_run, "count": len(removed), "entries": entries}))
     else:
         verb = "would remove" if args.dry_run else "removed"
-        _out(f"{verb} {len(removed)} entries")
+        cli._out(f"{verb} {len(removed)} entries")
     return EXIT_OK
 
 
 def _run_abandon(args: argparse.Namespace) -> int:
     from worker.abandon import abandon
 
-    result = abandon(_store(), args.ident)
+    result = abandon(cli._store(cli._settings()), args.ident)
     if args.json:
-        _out(json.dumps(result.to_dict(), sort_keys=True))
+        cli._out(json.dumps(result.to_dict(), sort_keys=True))
     elif result.done:
-        _out(
+        cli._out(
             f"abandoned {result.task_id or result.bundle_id} ({result.source}): "
             f"{result.dead_letters} events dead-lettered (STALE)"
         )

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
     from redis.commands.core import Script
 
+    from worker.settings import IngestSettings
+
 
 class InvalidEntry:
     """A publish refusal found before any script ran: where to dead-letter it and why."""
@@ -94,19 +96,10 @@ class StorePublish(StoreBase):
                     fields["eventId"] = entry.event_id
                 pipe.xadd(keys.SourceKeys(entry.source).dlq, fields)  # type: ignore[arg-type]
 
-        calls: list[tuple[Script, str, Sequence[str]]] = []
-        for source, batch in items.items():
-            meta = {
-                "source": source,
-                "now": now_ms,
-                "ttl": settings.results_ttl_s,
-                "linger": settings.linger_ms,
-                "max_age": settings.max_age_ms,
-                "max_ops": settings.max_bundle_ops,
-                "max_bytes": settings.max_bundle_bytes,
-                "events": [_publish_item(item) for item in batch],
-            }
-            calls.append((self._scripts.publish, source, [compact(meta), *(i.body for i in batch)]))
+        calls: list[tuple[Script, str, Sequence[str]]] = [
+            (self._scripts.publish, source, publish_args(settings, source, batch, now_ms))
+            for source, batch in items.items()
+        ]
         refused: dict[str, list[dict[str, str]]] = {}
         for entry in invalid:
             if entry.event_id is not None and entry.source != keys.INVALID_SOURCE:
@@ -121,6 +114,23 @@ class StorePublish(StoreBase):
             source: _publish_replies(reply)
             for source, reply in zip(items, replies[: len(items)], strict=True)
         }
+
+
+def publish_args(
+    settings: IngestSettings, source: str, batch: Sequence[PublishItem], now_ms: int
+) -> list[str]:
+    """publish.lua's ARGV for one source: its settings and items, then each event's body."""
+    meta = {
+        "source": source,
+        "now": now_ms,
+        "ttl": settings.results_ttl_s,
+        "linger": settings.linger_ms,
+        "max_age": settings.max_age_ms,
+        "max_ops": settings.max_bundle_ops,
+        "max_bytes": settings.max_bundle_bytes,
+        "events": [_publish_item(item) for item in batch],
+    }
+    return [compact(meta), *(item.body for item in batch)]
 
 
 def _publish_item(item: PublishItem) -> dict[str, Any]:

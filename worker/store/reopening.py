@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from worker.store import keys
 from worker.store.codec import compact, text
-from worker.store.publishing import InvalidEntry, _publish_item, _publish_replies
+from worker.store.publishing import InvalidEntry, _publish_replies, publish_args
 from worker.store.records import PublishItem, PublishReply
 from worker.store.scripts import script_source
 
@@ -52,21 +52,11 @@ def publish_reopening(
         if not batch:
             continue
         ids = compact({"ids": [i.event_id for i in batch], "now": now_ms})
-        meta = {
-            "source": source,
-            "now": now_ms,
-            "ttl": settings.results_ttl_s,
-            "linger": settings.linger_ms,
-            "max_age": settings.max_age_ms,
-            "max_ops": settings.max_bundle_ops,
-            "max_bytes": settings.max_bundle_bytes,
-            "events": [_publish_item(i) for i in batch],
-        }
         prefix = [keys.prefix(source)]
         store.client.sadd(keys.SOURCES, source)  # another slot: outside the transaction
         pipe = store.client.pipeline(transaction=True)
         reopen(keys=prefix, args=[ids], client=pipe)
-        publish(keys=prefix, args=[compact(meta), *(i.body for i in batch)], client=pipe)
+        publish(keys=prefix, args=publish_args(settings, source, batch, now_ms), client=pipe)
         reopened(keys=prefix, args=[ids], client=pipe)
         answers = pipe.execute()
         replies[source] = _publish_replies([text(v) for v in answers[1]])
