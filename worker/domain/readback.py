@@ -24,7 +24,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from api_client.models import Action, ErrorBody, ErrorType, ReceiptStatus
+from api_client.models import (
+    Action,
+    BundleReceipts,
+    ErrorBody,
+    ErrorType,
+    Receipt,
+    ReceiptStatus,
+)
 from worker.domain.coalesce import Fate, fates_for
 from worker.domain.keys import EntityKey
 from worker.domain.ops import PlannedOp
@@ -161,6 +168,8 @@ def answered_as_applied(submission: Submission, answer: Answer) -> tuple[Planned
     """Operations whose refusal may mean "already applied" when their events were sent again
     after a read-back: a DELETE answered NOT_FOUND, a CREATE answered ALREADY_EXISTS (the latter
     counts only when the entity matches what was sent, which takes another read)."""
+    if not any(r.status == ReceiptStatus.FAILURE for r in _raw_receipts(answer)):
+        return ()  # the common answer: nothing to align a second time on the hot path
     found: list[PlannedOp] = []
     receipts = aligned_receipts(submission, answer)
     for op, receipt in zip(submission_ops(submission), receipts, strict=True):
@@ -168,3 +177,9 @@ def answered_as_applied(submission: Submission, answer: Answer) -> tuple[Planned
         if receipt.status == ReceiptStatus.FAILURE and error_type == _AS_APPLIED.get(op.action):
             found.append(op)
     return tuple(found)
+
+
+def _raw_receipts(answer: Answer) -> list[Receipt]:
+    if isinstance(answer, BundleReceipts):
+        return [*answer.resource_operation_receipts, *answer.relationship_operation_receipts]
+    return list(answer.receipts or ())
