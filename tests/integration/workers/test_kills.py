@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bench.stream import normalized
+from tests.integration.workers.checks import check_registry_matches_oracle, wait_drained
 from tests.integration.workers.conftest import (
     Emulator,
     WorkerProcess,
@@ -32,7 +32,7 @@ from tests.integration.workers.conftest import (
     kill_main,
     kill_pool_child,
 )
-from tests.integration.workers.stream import make_stream, oracle
+from tests.integration.workers.stream import make_stream
 from tests.integration.workers.stream import writes_allowed as writes_allowed_per_event
 from tests.waiting import wait_for
 from worker.deadletters import list_dead_letters
@@ -79,17 +79,6 @@ def publish_stream(deps: Deps, seed: int) -> list[dict[str, Any]]:
     return events
 
 
-def wait_drained(deps: Deps, workers: Workers) -> None:
-    try:
-        wait_for(lambda: backlog(deps).total == 0, timeout_s=DRAIN_TIMEOUT_S)
-    except AssertionError:
-        left = backlog(deps).to_dict()
-        alive = {state: records(deps, state) for state in ("planned", "sending", "sent")}
-        raise AssertionError(
-            f"backlog not drained: {left}\nrecords: {alive}\n{workers.logs()}"
-        ) from None
-
-
 def entity_of(event: dict[str, Any]) -> Entity:
     source = event["sourceKey"]
     if event["target"] == "resource":
@@ -123,6 +112,12 @@ def carrying_bundles(
     return carriers
 
 
+def left_records(deps: Deps) -> str:
+    """The bundle records still planned, sending or sent (what a drain timeout left)."""
+    alive = {state: records(deps, state) for state in ("planned", "sending", "sent")}
+    return f"records: {alive}"
+
+
 def check_outcome(deps: Deps, emulator: Emulator, events: Sequence[dict[str, Any]]) -> None:
     """Every event final, the Registry as the oracle, no dead letter, nothing written twice."""
     statuses = [event_status(deps, event["eventId"]) for event in events]
@@ -130,15 +125,7 @@ def check_outcome(deps: Deps, emulator: Emulator, events: Sequence[dict[str, Any
     assert set(counts) <= FINAL, counts
     assert list_dead_letters(deps) == []
 
-    expected = oracle(events)
-    for source in SOURCES:
-        actual = normalized(
-            {
-                "resources": emulator.admin("GET", f"/sources/{source}/resources"),
-                "relationships": emulator.admin("GET", f"/sources/{source}/relationships"),
-            }
-        )
-        assert actual == expected[source], source
+    check_registry_matches_oracle(emulator, events, SOURCES)
 
     writes = emulator.admin("GET", "/writes")
     written: Counter[Entity] = Counter(
@@ -324,7 +311,7 @@ def kill_while_a_bundle_is_sent(
     )
 
     # ... and the stream drains: nothing lost, nothing applied twice, the Registry right.
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps))
     check_outcome(deps, emulator, events)
     [request] = logged_with_fault(emulator, "hold")
     assert request["status"] == (200 if held == "applied" else 500)
@@ -404,6 +391,6 @@ def test_worker_killed_while_a_task_is_polled(
     print(f"kill={kill}: poll taken over {taken_ms - killed_ms} ms after the kill")
 
     # ... and the stream drains: every task polled to its end, nothing lost or applied twice.
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps))
     check_outcome(deps, emulator, events)
     assert deps.store.bundle_fields(polled.source, polled.bundle_id, "st") == {"st": "recorded"}

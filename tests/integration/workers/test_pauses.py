@@ -22,11 +22,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bench.stream import normalized
 from emulator.app import create_app
 from emulator.config import EmulatorConfig, SourceMode
 from emulator.registry import Registry
 from emulator.server import serve_in_thread
+from tests.integration.workers.checks import (
+    check_registry_matches_oracle,
+    publish_all,
+    wait_drained,
+)
 from tests.integration.workers.conftest import (
     KEY,
     PROJECT_ROOT,
@@ -34,10 +38,9 @@ from tests.integration.workers.conftest import (
     Workers,
     worker_environment,
 )
-from tests.integration.workers.stream import make_stream, oracle
+from tests.integration.workers.stream import make_stream
 from tests.waiting import wait_for
 from worker.pipeline import Deps
-from worker.publisher import publish
 from worker.results import backlog, event_status
 from worker.settings import IngestSettings
 from worker.store.keys import SourceKeys
@@ -56,19 +59,6 @@ FINAL_STATUSES = frozenset({"applied", "coalesced"})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def publish_all(deps: Deps, events: Sequence[dict[str, Any]]) -> None:
-    report = publish(deps, list(events))
-    assert report.errors == [], report.errors[:3]
-
-
-def wait_drained(deps: Deps, workers: Workers, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    try:
-        wait_for(lambda: backlog(deps).total == 0, timeout_s=timeout_s)
-    except AssertionError:
-        left = backlog(deps).to_dict()
-        raise AssertionError(f"backlog not drained: {left}\n{workers.logs()}") from None
 
 
 def pause_record(deps: Deps, source: str) -> Pause | None:
@@ -114,15 +104,7 @@ def check_outcomes_and_registry(
     assert set(statuses.values()) <= FINAL_STATUSES, statuses
     for source in sources:
         assert deps.store.client.xlen(SourceKeys(source).dlq) == 0, source
-    expected = oracle(events)
-    for source in sources:
-        actual = normalized(
-            {
-                "resources": emulator.admin("GET", f"/sources/{source}/resources"),
-                "relationships": emulator.admin("GET", f"/sources/{source}/relationships"),
-            }
-        )
-        assert actual == expected[source], source
+    check_registry_matches_oracle(emulator, events, sources)
 
 
 def check_nothing_dead_lettered(deps: Deps, events: Sequence[dict[str, Any]]) -> None:
@@ -179,7 +161,7 @@ def test_429_holds_every_worker_off_the_source_until_retry_after(
     pause = wait_for(lambda: active_pause(deps, SOURCE), timeout_s=10)
     assert pause.kind == "throttled"
     publish_all(deps, rest)
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S)
 
     # ... no worker sent a bundle of the source until the Retry-After had passed ...
     throttled, *after = requests_of(emulator, SOURCE, "bundle")
@@ -299,7 +281,7 @@ def test_401_stops_submissions_and_polls_one_probe_per_pause_then_resumes(
     assert probe["route"] in {"task_status", "bundle"}
 
     # Then, with no restart, the next probe gets through and everything lands.
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S)
     check_outcomes_and_registry(deps, emulator, accepted + later, [SOURCE])
     assert pause_record(deps, SOURCE) is None, "a probe's answer ended the pause"
     assert all(w.process.poll() is None for w in workers.running)
@@ -363,7 +345,7 @@ def test_unreachable_registry_pauses_the_source_until_it_listens_again(
     emulator = Emulator(url=base_url, app=app)
     closed_port.close()
     with serve_in_thread(app, port=port):
-        wait_drained(deps, workers)
+        wait_drained(deps, workers, DRAIN_TIMEOUT_S)
         check_outcomes_and_registry(deps, emulator, events, [SOURCE])
         assert pause_record(deps, SOURCE) is None
         assert requests_of(emulator, SOURCE, "bundle"), "the workers reached the new server"

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from bench.stream import normalized
+from tests.integration.workers.checks import (
+    check_registry_matches_oracle,
+    publish_all,
+    wait_drained,
+)
 from tests.integration.workers.conftest import Emulator, Workers
-from tests.integration.workers.stream import make_stream, oracle, writes_allowed
-from tests.waiting import wait_for
+from tests.integration.workers.stream import make_stream, writes_allowed
 from worker.pipeline import Deps
-from worker.publisher import publish
 from worker.results import EventStatus, backlog, event_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -26,24 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 SOURCES = ["hospital-a", "hospital-b"]
 EVENTS = 10_000
 GROUPS = 200
-PUBLISH_BATCH = 1000
 DRAIN_TIMEOUT_S = 90.0
 FINAL_STATUSES = frozenset({"applied", "coalesced"})
 MAX_REQUESTS_PER_100_EVENTS = 5
-
-
-def publish_all(deps: Deps, events: Sequence[dict[str, Any]], batch: int = PUBLISH_BATCH) -> None:
-    for start in range(0, len(events), batch):
-        report = publish(deps, events[start : start + batch])
-        assert report.errors == [], report.errors[:3]
-
-
-def wait_drained(deps: Deps, workers: Workers, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    try:
-        wait_for(lambda: backlog(deps).total == 0, timeout_s=timeout_s)
-    except AssertionError:
-        left = backlog(deps).to_dict()
-        raise AssertionError(f"backlog not drained: {left}\n{workers.logs()}") from None
 
 
 def check_every_outcome_recorded(deps: Deps, events: Sequence[dict[str, Any]]) -> list[EventStatus]:
@@ -52,18 +39,6 @@ def check_every_outcome_recorded(deps: Deps, events: Sequence[dict[str, Any]]) -
     assert set(counts) <= FINAL_STATUSES, counts
     assert sum(counts.values()) == len(events)
     return statuses
-
-
-def check_registry_matches_oracle(emulator: Emulator, events: Sequence[dict[str, Any]]) -> None:
-    expected = oracle(events)
-    for source in SOURCES:
-        actual = normalized(
-            {
-                "resources": emulator.admin("GET", f"/sources/{source}/resources"),
-                "relationships": emulator.admin("GET", f"/sources/{source}/relationships"),
-            }
-        )
-        assert actual == expected[source], source
 
 
 def check_no_operation_applied_twice(
@@ -108,10 +83,10 @@ def test_workers_drain_a_stream_published_before_they_start(
 
     # ... when two workers start, their tickers flush every group.
     workers.start(2, concurrency=2)
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S)
 
     statuses = check_every_outcome_recorded(deps, events)
-    check_registry_matches_oracle(emulator, events)
+    check_registry_matches_oracle(emulator, events, SOURCES)
     check_no_operation_applied_twice(emulator, events, statuses)
     requests = emulator.admin("GET", "/requests")
     assert len(requests) * 100 <= MAX_REQUESTS_PER_100_EVENTS * len(events), len(requests)
@@ -127,11 +102,11 @@ def test_workers_drain_a_stream_published_while_they_run_async(
 
     # ... when the stream is published while the workers run ...
     publish_all(deps, events, batch=500)
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S)
 
     # ... every event ends recorded and the Registry matches the oracle.
     statuses = check_every_outcome_recorded(deps, events)
-    check_registry_matches_oracle(emulator, events)
+    check_registry_matches_oracle(emulator, events, SOURCES)
     check_no_operation_applied_twice(emulator, events, statuses)
     highest = emulator.admin("GET", "/concurrency")["highest"]
     assert highest, "no task was polled"
@@ -148,12 +123,12 @@ def test_three_workers_poll_each_task_alone(
 
     # ... when three workers (three tickers, three pollers) start on the same Redis ...
     workers.start(3, concurrency=1)
-    wait_drained(deps, workers)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S)
 
     # ... every task was polled, never by two workers at once, and nothing was applied twice.
     highest = emulator.admin("GET", "/concurrency")["highest"]
     statuses = check_every_outcome_recorded(deps, events)
     assert {s.task_id for s in statuses} <= set(highest)
     assert max(highest.values()) == 1
-    check_registry_matches_oracle(emulator, events)
+    check_registry_matches_oracle(emulator, events, SOURCES)
     check_no_operation_applied_twice(emulator, events, statuses)
