@@ -60,9 +60,25 @@ class IngestCelery(Celery):
         if self._deps is None or self._deps_pid != pid:
             from worker.pipeline import build_deps
 
-            self._deps = build_deps(self.ingest_settings)
+            self._deps = build_deps(self.ingest_settings, nudge=self._nudge)
             self._deps_pid = pid
         return self._deps
+
+    def _nudge(self, kind: str, source: str, ids: list[str]) -> None:
+        """Send `ingest.flush` or `ingest.recover` now rather than at the ticker's next look.
+
+        Only timing: the same work is due in Redis, so a message that cannot be sent is left to
+        the ticker (logged, never raised into the step that asked).
+        """
+        from worker.tasks import FLUSH, RECOVER
+
+        try:
+            if kind == "flush":
+                self.send_task(FLUSH, args=[source, []])
+            else:
+                self.send_task(RECOVER, args=[source, ids])
+        except Exception as exc:  # a nudge is an optimisation: the ticker sends it anyway
+            logger.warning("nudge not sent (%s); the ticker will: %s", kind, type(exc).__name__)
 
     def on_logging_ready(self, logger: logging.Logger | None = None, **_: Any) -> None:
         """Once Celery has set up a worker's logging: scrub its handlers, route structlog there."""

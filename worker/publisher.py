@@ -1,4 +1,4 @@
-"""`publish(events)`: validate, assign ids, resolve refs, and append to the buffers of each source.
+"""`publish(events)`: validate, assign ids, resolve refs, and append to each source's ready log.
 
 Costs at most two round trips per source whatever the call's size: a pipelined read of the refs and
 of the ids of id-less CREATEs it names (skipped when there are none), then one pipeline holding
@@ -7,11 +7,10 @@ events come back as per-event errors (and are dead-lettered before this returns)
 ones go in. `atomic=True` makes the whole call one atomic batch: refused as a whole, with the
 reason, when any event is invalid or the batch could not travel as one bundle.
 
-`mode="bulk"` (backfills) buffers the events apart, in the bulk buffer of their named group
-(`keys.bulk_group`), which a flush sends as bulk requests. An event whose entity is already pending
-joins the buffer that holds it, whatever its mode (one buffer per entity, DESIGN invariant 3), and
-travels in that buffer's mode. Atomic batches are refused in bulk mode (nothing is all-or-nothing in
-a bulk request).
+`mode="bulk"` (backfills) marks the events to travel in bulk requests; they join the same ready
+log, in publish order, so the order of an entity's events holds whatever mode each was published
+in (a planning round plans one kind of request: docs/pipeline.md). Atomic batches are refused in
+bulk mode (nothing is all-or-nothing in a bulk request).
 
 This module runs the steps in order; ids and refs are resolved in `publish_refs`, atomic batches
 judged in `publish_batches`, and the result is a `publish_report.PublishReport`.
@@ -35,7 +34,7 @@ from worker.publish_entry import Entry
 from worker.publish_refs import resolve_refs
 from worker.publish_report import PublishReport, build_report
 from worker.store import InvalidEntry, Store
-from worker.store.keys import INVALID_SOURCE, bulk_group
+from worker.store.keys import INVALID_SOURCE
 from worker.store.records import PublishItem, PublishReply
 from worker.store.reopening import publish_reopening
 
@@ -167,8 +166,9 @@ def _item(entry: Entry, *, bulk: bool) -> PublishItem:
         body=body,
         entity=str(key),
         resources=tuple(str(r) for r in resources_touched(key)),
-        named_group=bulk_group(named_group(event)) if bulk else named_group(event),
+        group=named_group(event),
         size=len(body.encode("utf-8")),
+        bulk=bulk,
         assigned_id=event.id if event.generated_id else None,
         atomic_batch=event.atomic_batch,
         ref_defined=defined,

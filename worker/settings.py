@@ -66,23 +66,28 @@ class IngestSettings(BaseSettings):
     redis_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     """Seconds to connect to Redis and to wait for one answer."""
 
-    # -- buffers and flushes ---------------------------------------------------------------------
+    # -- the ready log and planning ---------------------------------------------------------------
     linger_ms: int = Field(default=1000, ge=0)
-    """A group is due this long after its last event (debounce)..."""
+    """A source's planning is due this long after its last event (debounce)..."""
     max_age_ms: int = Field(default=5000, ge=0)
-    """... but never later than this after its first buffered event."""
+    """... but never later than this after its oldest event waiting to be planned."""
     max_bundle_ops: int = Field(default=500, ge=1)
-    """Operations per bundle; a group holding this many events is due at once."""
+    """Operations per bundle; a source with this many events waiting is due at once."""
     max_bundle_bytes: int = Field(default=500_000, ge=1000)
-    """Bytes per bundle request (the documented 500 KB); a group this big is due at once."""
+    """Bytes per bundle request (the documented 500 KB); this many bytes waiting: due at once."""
     max_bulk_ops: int = Field(default=10_000, ge=1)
     """Operations per bulk request (bulk mode); more events go in the next request."""
     max_bulk_bytes: int = Field(default=50_000_000, ge=1000, le=5_000_000_000)
     """Bytes per bulk request; the documented cap is 5 GB, worker memory wants far less."""
-    max_flush_groups: int = Field(default=16, ge=1)
-    """The most buffers one due group pulls into its flush to close over shared resources."""
     flush_read_limit: int = Field(default=2000, ge=1)
-    """Events one flush reads at most (worker memory stays flat however long the backlog)."""
+    """Events one planning round reads at most (worker memory stays flat however long the
+    backlog); an atomic batch is read whole."""
+    flush_read_bytes: int = Field(default=4_000_000, ge=1000)
+    """Stored event bytes one planning round reads at most (at least one event, or one atomic
+    batch), so large events keep worker memory flat too."""
+    plan_lease_ms: int = Field(default=10_000, ge=1)
+    """The planning lease of a source (one planner at a time); released when its round commits,
+    so this only bounds how long a planner that died holds the source's planning up."""
     coalesce_mode: CoalesceMode = CoalesceMode.SUPERSEDE
     """`supersede` merges where the coalescing table allows; `strict` sends every event alone."""
 

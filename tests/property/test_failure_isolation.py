@@ -4,7 +4,8 @@ A failure is injected on a random operation of a bundle that would otherwise app
 that bundle's outcomes, the failed operation's single event is FAILED (a merged operation is
 UNMERGED instead, to be replayed event by event), an event of another operation is FAILED only
 when bound to that failure (its atomic batch, or a relationship to a worker-id CREATE that was
-never applied), and every other event is CANCELLED and sent back to planning. Driven to the end,
+never applied), a merged DELETE cancelled by it is UNMERGED, and every other event is CANCELLED
+and sent back to planning. Driven to the end,
 the run matches the one-by-one application in which the injected event alone fails.
 """
 
@@ -22,7 +23,7 @@ from tests.property.oracle import INJECTED_ERROR_TYPE, one_by_one, registry_with
 from worker.domain.coalesce import CoalesceMode, Fate
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import RelationshipKey, key_of
-from worker.domain.outcomes import EventOutcome
+from worker.domain.outcomes import UNMERGED_WHEN_CANCELLED, EventOutcome
 
 MODES = st.sampled_from([CoalesceMode.SUPERSEDE, CoalesceMode.STRICT])
 
@@ -88,6 +89,10 @@ def test_outcomes_from_receipts_fail_only_what_is_bound_to_an_injected_failure(
             assert _root(outcome, in_bundle) in failed_ids
             cause = events[outcome.bound_to]
             assert _bound_legitimately(events[outcome.event_id], cause), outcome
+        elif outcome.reason == UNMERGED_WHEN_CANCELLED:
+            # a merged DELETE cancelled by its neighbour is replayed unmerged (coalescing.md)
+            assert outcome.fate is Fate.UNMERGED, outcome
+            assert outcome.event_id in outcomes.no_merge
         else:
             assert outcome.fate is Fate.CANCELLED, outcome
     replanned = {o.event_id for o in outcomes.outcomes if o.fate in (Fate.CANCELLED, Fate.UNMERGED)}

@@ -1,11 +1,11 @@
 """The pure core: events, grouping, coalescing, bundle planning and outcomes.
 
 Nothing here imports celery, redis or httpx (a test walks `sys.modules` to keep it so). The path a
-flush takes, and the module for each step:
+planning round takes, and the module for each step:
 
 - `events` (with `payloads`): `ChangeEvent`, validated once at publish (`parse_event`).
 - `refs`: ids for CREATEs without one, refs resolved (`assign_ids`); `keys`: entity keys.
-- `grouping`: which buffer an event waits in, which buffers a flush carries (`place_events`).
+- `grouping`: the group an event names (a packing preference, the unit of an atomic batch).
 - `coalesce`: the coalescing table (docs/coalescing.md) and each event's fate from a receipt.
 - `ordering` and `plan`: operations, their order, and bundles within the caps (`plan_bundles`);
   `plan_check.validate_plan` before every submission; `bulk` for backfills (`plan_bulk`).

@@ -16,8 +16,8 @@ class _Counts:
                 setattr(self, f.name, mine + theirs)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """JSON-ready form: the counts (lists of ids stay out of logs)."""
+        return {f.name: v for f in fields(self) if isinstance(v := getattr(self, f.name), int)}
 
 
 @dataclass
@@ -39,19 +39,29 @@ class SubmitCounts(_Counts):
     events_final: int = 0
     """Events whose outcome became final."""
     events_rebuffered: int = 0
-    """Events sent back to their buffers (CANCELLED, UNMERGED, RETRY)."""
+    """Events sent back to the ready log (CANCELLED, UNMERGED, RETRY)."""
+    ready: list[str] = field(default_factory=list)
+    """Bundles that waited for one recorded here and may be sent now."""
 
 
 @dataclass
 class FlushResult(SubmitCounts):
-    """One flush: what it read, reserved, held back, dead-lettered and submitted."""
+    """One planning round: what it read, committed, left, dead-lettered and submitted."""
 
     groups: int = 0
+    """Rounds planned (0 or 1)."""
     events_read: int = 0
     bundles_reserved: int = 0
+    """Bundles committed (ready to send, or waiting for the bundles they follow)."""
     bundles_skipped: int = 0
+    """Bundles aborted at commit (their events stay in the ready log)."""
     events_held: int = 0
+    """Events of aborted bundles."""
     events_rejected: int = 0
+    events_blocked: int = 0
+    """Events that wait behind a slow (STALE or parked) bundle."""
+    busy: int = 0
+    """1 when another planner held the source's lease (nothing read)."""
 
 
 @dataclass

@@ -15,9 +15,17 @@ from worker.domain.bulk import BulkCaps
 from worker.ids import IdSource
 from worker.settings import IngestSettings
 from worker.store import Store
-from worker.store.codec import DecodedEvents
 
-__all__ = ["Deps", "build_deps", "wall_clock_ms"]
+__all__ = ["Deps", "Nudge", "build_deps", "wall_clock_ms"]
+
+Nudge = Callable[[str, str, list[str]], None]
+"""Asks for work now rather than at the ticker's next look: (kind, source, ids), kind `flush`
+(ids unused) or `recover` (bundle ids ready to send). A nudge is only timing: the schedules in
+Redis hold the same work, so a lost one changes nothing else."""
+
+
+def _no_nudge(kind: str, source: str, ids: list[str]) -> None:
+    """Without Celery (tests, the inline driver), the schedules bring the work on the next run."""
 
 
 def wall_clock_ms() -> int:
@@ -39,10 +47,9 @@ class Deps:
     now_ms: Callable[[], int] = wall_clock_ms
     new_id: Callable[[], str] = field(default_factory=IdSource)
     rng: random.Random = field(default_factory=random.Random)
-    decoded: DecodedEvents = field(default_factory=DecodedEvents)
-    """Events decoded by earlier flushes of this process (bounded)."""
     bulk_caps: BulkCaps = field(default_factory=BulkCaps)
-    """Limits of one bulk request (a flush reads at most `flush_read_limit` events anyway)."""
+    """Limits of one bulk request (a round reads at most `flush_read_limit` events anyway)."""
+    nudge: Nudge = _no_nudge
 
     def __repr__(self) -> str:
         return f"Deps(base_url={self.settings.base_url!r})"
@@ -53,9 +60,11 @@ def build_deps(
     *,
     redis: redis.Redis | None = None,
     transport: httpx.BaseTransport | None = None,
+    nudge: Nudge = _no_nudge,
 ) -> Deps:
     """The production `Deps`: a Redis client from `settings.redis_url` (unless given) and a
-    `RegistryClient` whose HTTP pool opens on its first request.
+    `RegistryClient` whose HTTP pool opens on its first request; `nudge` sends work now (the
+    Celery app's messages) rather than at the ticker's next look.
 
     Raises:
         worker.settings.SettingsError: no API key is configured.
@@ -65,8 +74,8 @@ def build_deps(
         settings=settings,
         store=Store(client, settings),
         client=RegistryClient(settings.client_config(), transport=transport),
-        decoded=DecodedEvents(4 * settings.flush_read_limit),
         bulk_caps=settings.bulk_caps(),
+        nudge=nudge,
     )
 
 

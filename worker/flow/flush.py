@@ -1,174 +1,288 @@
-"""Flush due groups: read them (and the buffers that share their resources), plan, reserve, submit.
+"""Plan what is ready and send it: one planning round of one source, then its sends.
 
-A flush round costs a few Redis round trips whatever it carries: one snapshot (the due buffers
-and, per due group, the buffers that share its resources: the walk of `grouping.flush_set`, done
-in snapshot.lua so that it is read atomically), one reserve for the bundles that can leave at
-once, then per bundle `sending` and its record (or `sent`), and one reserve per follower. A round
-reads at most `flush_read_limit` events, so worker memory stays flat however long the backlog;
-groups beyond that are read by the next round. The snapshot also carries the source's shrunk
-bundle cap (`flow/sizing.py`), so planning at it costs no round trip.
+A round (docs/pipeline.md, "Planning") reads the head of the source's ready log once, under the
+source's planning lease (read.lua: at most `flush_read_limit` events and `flush_read_bytes`
+bytes, an atomic batch whole, one kind of request); plans every event it read into bundles in
+publish order (`plan_bundles`, or `plan_bulk` for events published in bulk mode), checks the plan
+(`validate_plan`), and commits it (commit.lua): each bundle follows the unfinished bundles it
+conflicts with, earlier ones of this plan and those of earlier rounds that hold its entities, so
+it is `planned` (ready to send) or `waiting` for them. Nothing read is held back to be read again:
+an event behind a busy entity waits inside a bundle that waits, and is sent when what it follows
+is recorded (record.lua makes it ready, or sends it back to the log when what it follows sent
+events back).
+
+The round's ready bundles are claimed at commit and sent here, one after another; a bundle of
+this plan that becomes ready when another is recorded is claimed and sent here too, from the plan
+in memory. Ready bundles of other rounds, and the next round when the read was cut, are nudged to
+other workers (`Deps.nudge`) and are due in the schedules anyway (the ticker finds them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
+from api_client.models import ErrorBody
+from worker.domain.bulk import plan_bulk, validate_bulk_plan
+from worker.domain.keys import RelationshipKey
+from worker.domain.outcomes import outcomes_for_rejections
+from worker.domain.plan import Rejection, plan_bundles
+from worker.domain.plan_check import validate_plan
 from worker.flow.counts import FlushResult
 from worker.flow.deps import Deps
-from worker.flow.holding import Candidate
-from worker.flow.selection import Selection, select_bundles
+from worker.flow.layout import Sendable, encode_layout, sendable_event_ids
 from worker.flow.sizing import plan_caps_for
-from worker.flow.submit import Claimed, Step, submit_all, submit_claimed
-from worker.store.records import BundleToReserve, RejectedEvent, Snapshot
+from worker.flow.submit import Claimed, nudge_ready, submit_claimed
+from worker.store.codec import event_from_mapping
+from worker.store.records import BlockedEvent, BundleToCommit, ReadEvent, ReadRound, RejectedEvent
 
-__all__ = ["flush"]
+__all__ = ["PlannedBundle", "Round", "blocked_events", "bundle_locks", "flush", "plan_round"]
 
 _log = structlog.get_logger("worker.pipeline")
 
 
-def _snapshot(deps: Deps, source: str, seeds: Sequence[str]) -> Snapshot:
-    settings = deps.settings
-    return deps.store.snapshot(
-        source, seeds, limit=settings.flush_read_limit, max_groups=settings.max_flush_groups
-    )
+@dataclass(frozen=True)
+class PlannedBundle:
+    """One bundle (or bulk request) of a round: its plan and what commit.lua takes."""
+
+    plan: Sendable
+    commit: BundleToCommit
 
 
-def _candidates(deps: Deps, snapshot: Snapshot) -> list[Candidate]:
-    ordered = sorted(snapshot.events, key=lambda e: e.seq)
+def bundle_locks(bundle: Sendable) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(keys it writes, keys it only references: a relationship's ends)."""
+    writes = tuple(sorted({str(op.key) for op in bundle.ops}))
+    reads = {
+        str(end)
+        for op in bundle.relationship_ops
+        if isinstance(op.key, RelationshipKey)
+        for end in op.key.endpoints
+    }
+    return writes, tuple(sorted(reads - set(writes)))
+
+
+def _rejection_errors(rejections: Iterable[Rejection]) -> list[tuple[str, str]]:
     return [
-        Candidate(
-            event=deps.decoded.get(e.event_id, e.seq, e.body),
-            seq=e.seq,
-            group=e.group,
-            entity=e.entity,
-            resources=e.resources,
-            no_merge=e.no_merge,
+        (
+            planned.event_id,
+            ErrorBody(
+                code=413, type=rejection.error_type, message=rejection.reason
+            ).model_dump_json(exclude_none=True),
         )
-        for e in ordered
+        for rejection in rejections
+        for planned in rejection.events
     ]
 
 
-def _reserve(
-    deps: Deps, source: str, snapshot: Snapshot, selection: Selection, result: FlushResult
-) -> list[Claimed]:
-    statuses = deps.store.reserve(
-        source,
-        bundles=[
-            BundleToReserve(b.bundle_id, b.event_ids, b.writes, b.reads, b.layout, b.groups)
-            for b in selection.bundles
-        ],
-        rejected=[RejectedEvent(event_id, error) for event_id, error in selection.rejected],
-        groups=selection.groups,
-        snapshot_seq=snapshot.seq,
-        now_ms=deps.now_ms(),
-    )
-    taken = [b for b in selection.bundles if statuses.get(b.bundle_id) == "taken"]
-    result.bundles_reserved += len(taken)
-    result.bundles_skipped += len(selection.bundles) - len(taken)
-    return [Claimed(b.bundle_id, 1, b.plan, validated=True) for b in taken]
+def _units(events: Sequence[ReadEvent]) -> list[list[ReadEvent]]:
+    """Events in seq order, the contiguous members of one atomic batch together."""
+    units: list[list[ReadEvent]] = []
+    batch_of_last: str | None = None
+    for event in events:
+        batch = event.body.get("atomicBatch")
+        if batch is not None and units and batch == batch_of_last:
+            units[-1].append(event)
+        else:
+            units.append([event])
+        batch_of_last = batch
+    return units
 
 
-def _follow(
-    deps: Deps,
-    source: str,
-    snapshot: Snapshot,
-    selection: Selection,
-    result: FlushResult,
-    blocked: set[str],
-) -> None:
-    """Send the plan's followers in order (rule F).
+def blocked_events(round_: ReadRound) -> dict[str, str]:
+    """The events read that must wait behind a slow bundle (STALE or parked): event -> bundle.
 
-    A bundle that sends events back to their buffers (CANCELLED, UNMERGED, RETRY) holds back
-    every later follower touching an entity it touched, and so on down the plan (their events
-    must not overtake the ones sent back); the followers sharing nothing with them go on. Any
-    other surprise (no reservation, a pause, an outcome unknown) stops the plan. `blocked` holds
-    the entities of the first bundles that sent events back.
+    An event waits when it writes what a slow bundle holds, references what one writes, or
+    touches what an event already waiting touches (virtually held; read in `round_.virtual`, or
+    blocked earlier in this round); an atomic batch waits whole. Everything else is planned:
+    a slow bundle delays only what must follow it.
     """
-    for follower in selection.followers:
-        touched = {*follower.writes, *follower.reads}
-        if blocked & touched:
-            blocked |= touched
+    if not round_.slow and not round_.virtual:
+        return {}
+    local: dict[str, str] = {}
+    blocked: dict[str, str] = {}
+    for unit in _units(round_.events):
+        behind: str | None = None
+        for event in unit:
+            writes = event.entity
+            for key in (writes, *event.resources):
+                holder = local.get(key) or round_.virtual.get(key)
+                held = round_.slow.get(key)
+                if holder is None and held is not None:
+                    mode, _, bundle = held.partition(":")
+                    if key == writes or mode == "x":
+                        holder = bundle
+                if holder is not None:
+                    behind = holder
+                    break
+            if behind is not None:
+                break
+        if behind is None:
             continue
-        statuses = deps.store.reserve(
-            source,
-            bundles=[
-                BundleToReserve(
-                    follower.bundle_id,
-                    follower.event_ids,
-                    follower.writes,
-                    follower.reads,
-                    follower.layout,
-                    follower.groups,
-                )
-            ],
-            rejected=[],
-            groups=[],
-            snapshot_seq=snapshot.seq,
-            now_ms=deps.now_ms(),
-        )
-        if statuses.get(follower.bundle_id) != "taken":
-            result.bundles_skipped += 1
-            return
-        result.bundles_reserved += 1
-        claimed = Claimed(follower.bundle_id, 1, follower.plan, validated=True)
-        step = submit_claimed(deps, source, claimed, result)
-        if step is Step.REPLAN:
-            blocked |= touched
-        elif not step.plan_goes_on:
-            return
-
-
-def _sent_back(selection: Selection, claimed: Sequence[Claimed], steps: Sequence[Step]) -> set[str]:
-    """The entities (written or read) of the bundles whose events went back to their buffers."""
-    touched = {b.bundle_id: {*b.writes, *b.reads} for b in selection.bundles}
-    blocked: set[str] = set()
-    for bundle, step in zip(claimed, steps, strict=True):
-        if step is Step.REPLAN:
-            blocked |= touched[bundle.bundle_id]
+        for event in unit:
+            blocked[event.event_id] = behind
+            for key in (event.entity, *event.resources):
+                local[key] = behind
     return blocked
 
 
-def flush(deps: Deps, source: str, groups: Sequence[str]) -> FlushResult:
-    """Flush these due groups of one source: plan, reserve and submit what can go now.
+@dataclass(frozen=True)
+class Round:
+    """What one planning round commits: bundles in plan order, rejections, blocked events."""
 
-    Events whose entities are busy stay buffered (their groups wait for the bundles holding
-    them); everything else leaves in as few bundles as the caps allow.
+    bundles: list[PlannedBundle]
+    rejected: list[RejectedEvent]
+    blocked: list[BlockedEvent]
+
+
+def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
+    """The bundles of one round, in plan order, each with the earlier ones it must follow; the
+    events no bundle can carry; the events that wait behind a slow bundle."""
+    behind = blocked_events(round_)
+    read = [e for e in round_.events if e.event_id not in behind]
+    blocked = [BlockedEvent(event_id, bundle) for event_id, bundle in behind.items()]
+    if not read:
+        return Round([], [], blocked)
+    events = [event_from_mapping(e.body) for e in read]
+    no_merge = {e.event_id for e in read if e.no_merge}
+    groups = {e.event_id: e.group for e in read}
+    seqs = {e.event_id: e.seq for e in read}
+    mode = deps.settings.coalesce_mode
+    sendables: Sequence[Sendable]
+    if round_.bulk:
+        bulk_plan = plan_bulk(events, caps=deps.bulk_caps, mode=mode, no_merge=no_merge)
+        validate_bulk_plan(bulk_plan, deps.bulk_caps)
+        sendables, rejected = bulk_plan.requests, _rejection_errors(bulk_plan.rejected)
+    else:
+        plan = plan_bundles(events, caps=plan_caps_for(deps, source, round_), mode=mode,
+                            no_merge=no_merge)  # fmt: skip
+        validate_plan(plan, deps.settings.plan_caps())
+        sendables = plan.bundles
+        rejected = []
+        for outcome in outcomes_for_rejections(plan).outcomes:
+            error = outcome.error.model_dump_json(exclude_none=True) if outcome.error else "{}"
+            rejected.append((outcome.event_id, error))
+    writer: dict[str, str] = {}
+    readers: dict[str, set[str]] = {}
+    planned: list[PlannedBundle] = []
+    for sendable in sendables:
+        bundle_id = deps.new_id()
+        writes, reads = bundle_locks(sendable)
+        after: set[str] = set()
+        for key in writes:
+            if key in writer:
+                after.add(writer[key])
+            after |= readers.pop(key, set())
+            writer[key] = bundle_id
+        for key in reads:
+            if key in writer:
+                after.add(writer[key])
+            readers.setdefault(key, set()).add(bundle_id)
+        event_ids = sendable_event_ids(sendable)
+        commit = BundleToCommit(
+            bundle_id=bundle_id,
+            event_ids=event_ids,
+            writes=writes,
+            reads=reads,
+            layout=encode_layout(sendable, seqs),
+            groups=tuple(sorted({groups[e] for e in event_ids if groups.get(e)})),
+            after=tuple(sorted(after)),
+            claim=True,
+        )
+        planned.append(PlannedBundle(sendable, commit))
+    return Round(planned, [RejectedEvent(event_id, error) for event_id, error in rejected], blocked)
+
+
+def flush(deps: Deps, source: str, groups: Sequence[str] = ()) -> FlushResult:
+    """One planning round of a source, then the sends it owns (see the module docstring).
 
     Args:
         deps: the process's dependencies.
         source: the source key.
-        groups: due groups, most overdue first (from the ticker or `claim_due`).
+        groups: ignored; kept because `ingest.flush` messages already queued carry it.
     """
+    del groups
     result = FlushResult()
-    seeds = list(dict.fromkeys(groups))
-    while seeds:
-        snapshot = _snapshot(deps, source, seeds)
-        visited = {g.group for g in snapshot.groups if g.read > 0 or g.total == 0}
-        candidates = _candidates(deps, snapshot)
-        selection = select_bundles(
-            snapshot,
-            candidates,
-            caps=plan_caps_for(deps, source, snapshot),
-            mode=deps.settings.coalesce_mode,
-            new_id=deps.new_id,
-            bulk_caps=deps.bulk_caps,
-        )
-        claimed = _reserve(deps, source, snapshot, selection, result)
-        result.groups += len(visited)
-        result.events_read += len(candidates)
-        result.events_held += selection.held
-        result.events_rejected += len(selection.rejected)
-        all_taken = len(claimed) == len(selection.bundles)
-        steps = submit_all(deps, source, claimed, result)
-        blocked = _sent_back(selection, claimed, steps)
-        if all_taken and all(s.plan_goes_on or s is Step.REPLAN for s in steps):
-            _follow(deps, source, snapshot, selection, result, blocked)
-        remaining = [g for g in seeds if g not in visited]
-        if len(remaining) == len(seeds):
-            break  # nothing of the seeds could be read (cannot happen with a positive limit)
-        seeds = remaining
+    settings = deps.settings
+    round_ = deps.store.read_ready(
+        source,
+        token=deps.new_id(),
+        lease_ms=settings.plan_lease_ms,
+        limit=settings.flush_read_limit,
+        max_bytes=settings.flush_read_bytes,
+    )
+    if round_.busy:
+        result.busy += 1
+        return result
+    if not round_.events:
+        return result
+    result.groups += 1
+    result.events_read += len(round_.events)
+    planned = plan_round(deps, source, round_)
+    statuses = deps.store.commit(
+        source,
+        round_,
+        bundles=[p.commit for p in planned.bundles],
+        rejected=planned.rejected,
+        blocked=planned.blocked,
+        now_ms=deps.now_ms(),
+    )
+    if statuses is None:
+        result.lost_claim += 1
+        _log.warning("flush.lease_lost", source=source)
+        return result
+    if round_.more:
+        deps.nudge("flush", source, [])
+    result.events_rejected += len(planned.rejected)
+    result.events_blocked += len(planned.blocked)
+    own: deque[Claimed] = deque()
+    waiting: dict[str, Sendable] = {}
+    for p in planned.bundles:
+        status, fence = statuses.get(p.commit.bundle_id, ("aborted", 0))
+        if status == "aborted":
+            result.bundles_skipped += 1
+            result.events_held += len(p.commit.event_ids)
+            continue
+        result.bundles_reserved += 1
+        if status == "waiting":
+            waiting[p.commit.bundle_id] = p.plan
+        elif fence:
+            own.append(Claimed(p.commit.bundle_id, fence, p.plan, validated=True))
+    _send_own(deps, source, own, waiting, result)
     if result.bundles_reserved or result.events_held:
         _log.debug("flush.done", source=source, **result.to_dict())
     return result
+
+
+def _send_own(
+    deps: Deps,
+    source: str,
+    own: deque[Claimed],
+    waiting: dict[str, Sendable],
+    result: FlushResult,
+) -> None:
+    """Send this round's ready bundles, and those of its waiting ones that become ready, in
+    order; renew the claims of those still waiting their turn every third of the claim TTL."""
+    renew_every = deps.settings.claim_ttl_ms // 3
+    last_renewal = deps.now_ms()
+    while own:
+        now = deps.now_ms()
+        if now - last_renewal >= renew_every:
+            deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], now)
+            last_renewal = now
+        claimed = own.popleft()
+        seen = len(result.ready)
+        submit_claimed(deps, source, claimed, result)
+        became_ready = result.ready[seen:]
+        mine = [b for b in became_ready if b in waiting]
+        others = [b for b in became_ready if b not in waiting]
+        if others:
+            nudge_ready(deps, source, others)
+        if not mine:
+            continue
+        for record in deps.store.claim(source, mine, deps.now_ms(), "recover"):
+            if record.code == "ok" and record.fence is not None:
+                plan = waiting.pop(record.bundle_id)
+                own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))

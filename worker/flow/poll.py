@@ -22,7 +22,7 @@ from worker.flow.deps import Deps
 from worker.flow.pausing import pause_source, poll_gate, resume_source
 from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
 from worker.flow.recover import keep_claim, load_or_park
-from worker.flow.submit import record_answer, record_resolution
+from worker.flow.submit import nudge_ready, record_answer, record_resolution
 from worker.pauses import PauseKind
 from worker.store.records import ClaimedRecord
 
@@ -127,4 +127,5 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
             continue
         record_answer(deps, source, claimed_bundle, state, result)
     deps.store.mark(source, repolls, deps.now_ms())
+    nudge_ready(deps, source, result.ready)
     return result

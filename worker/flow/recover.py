@@ -1,7 +1,9 @@
 """Recover bundle records whose claim expired, or whose retry or read-back time came.
 
 Per state (docs/pipeline.md section 6, docs/reliability.md):
-- `planned`: nothing was sent (or it was certainly not processed): claim it and submit it.
+- `planned`: nothing was sent (or it was certainly not processed), or it has just become ready
+  (the bundles it followed are recorded): claim it and submit it.
+- `waiting`: a stray entry (it is sent once the bundles it follows are recorded): dropped.
 - `sending`: the request may have been applied and the answer is lost (the worker died, or the
   client reported the outcome unknown): read the entities back (`flow/readback.py`), then record
   what applied and send the rest again, or read again later.
@@ -26,6 +28,7 @@ from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_
 from worker.flow.submit import (
     Claimed,
     mark_unknown,
+    nudge_ready,
     record_resolution,
     submit_claimed,
 )
@@ -118,4 +121,5 @@ def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult
             continue
         result.resubmitted += 1
         submit_claimed(deps, source, claimed, result)
+    nudge_ready(deps, source, result.ready)
     return result

@@ -23,7 +23,7 @@ from worker.domain.sizing import (
     shrink,
 )
 from worker.flow.deps import Deps
-from worker.store.records import Snapshot
+from worker.store.records import ReadRound
 
 __all__ = ["plan_caps_for", "shrink_bundles", "sizing_policy"]
 
@@ -39,13 +39,13 @@ def sizing_policy(deps: Deps) -> SizingPolicy:
     return SizingPolicy(settings.max_bundle_ops, settings.shrink_recovery_ms)
 
 
-def plan_caps_for(deps: Deps, source: str, snapshot: Snapshot | None = None) -> PlanCaps:
+def plan_caps_for(deps: Deps, source: str, snapshot: ReadRound | None = None) -> PlanCaps:
     """The plan caps of the source now: the configured ones, closing bundles at the shrunk cap.
 
     Args:
         deps: the process's dependencies.
         source: the source key.
-        snapshot: a snapshot of the source just read; its state is used (no round trip).
+        snapshot: a planning round just read; its state is used (no round trip).
             Without one, the state is read (one round trip).
     """
     state = snapshot.sizing if snapshot is not None else deps.store.sizing(source)

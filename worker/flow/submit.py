@@ -67,9 +67,9 @@ __all__ = [
     "Claimed",
     "Step",
     "mark_unknown",
+    "nudge_ready",
     "record_answer",
     "record_resolution",
-    "submit_all",
     "submit_claimed",
 ]
 
@@ -189,7 +189,14 @@ def _record(
     counts.recorded += 1
     counts.events_final += result.finals
     counts.events_rebuffered += result.rebuffered
+    counts.ready.extend(result.ready)
     return Step.REPLAN if result.rebuffered else Step.FINAL
+
+
+def nudge_ready(deps: Deps, source: str, bundle_ids: Sequence[str]) -> None:
+    """Ask a worker to send these bundles now (they are due in `claims` anyway)."""
+    if bundle_ids:
+        deps.nudge("recover", source, list(bundle_ids))
 
 
 def _park(deps: Deps, source: str, claimed: Claimed, why: str, counts: SubmitCounts) -> Step:
@@ -367,21 +374,3 @@ def _accepted(
         return Step.LOST
     counts.accepted += 1
     return Step.ACCEPTED
-
-
-def submit_all(
-    deps: Deps, source: str, bundles: Sequence[Claimed], counts: SubmitCounts
-) -> list[Step]:
-    """Submit reserved bundles one after another, renewing the claims of those still waiting
-    their turn; where each one left its bundle."""
-    renew_every = deps.settings.claim_ttl_ms // 3
-    last_renewal = deps.now_ms()
-    steps = []
-    for position, claimed in enumerate(bundles):
-        now = deps.now_ms()
-        if now - last_renewal >= renew_every:
-            waiting = [(b.bundle_id, b.fence) for b in bundles[position:]]
-            deps.store.renew(source, waiting, now)
-            last_renewal = now
-        steps.append(submit_claimed(deps, source, claimed, counts))
-    return steps

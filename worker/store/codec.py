@@ -9,7 +9,6 @@ store keeps is its `to_json()` form, and what a flush reads back is rebuilt with
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -38,7 +37,7 @@ def event_from_json(text: str) -> ChangeEvent:
 
 
 def event_from_mapping(raw: Any) -> ChangeEvent:
-    """`event_from_json` for a body already decoded (a snapshot decodes all of them at once).
+    """`event_from_json` for a body already decoded (a planning round decodes all at once).
 
     Raises:
         ValueError: not a stored event body.
@@ -98,35 +97,3 @@ def json_list(value: Any) -> list[Any]:
         return []
     decoded = json.loads(text(value))
     return decoded if isinstance(decoded, list) else []
-
-
-class DecodedEvents:
-    """A bounded cache of decoded events, keyed by (event id, seq), for one process.
-
-    A buffered event is read by every flush that reaches its buffer until it leaves; decoding it
-    once saves most of a flush's Python time. The key is safe: an event's stored body never
-    changes under one seq (a refused publish reopened gets a new seq). Bounded, so worker memory
-    stays flat whatever the backlog.
-    """
-
-    def __init__(self, max_items: int = 10_000) -> None:
-        if max_items < 1:
-            raise ValueError("max_items: must be at least 1")
-        self._max = max_items
-        self._items: OrderedDict[tuple[str, int], ChangeEvent] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, event_id: str, seq: int, body: Mapping[str, Any]) -> ChangeEvent:
-        """The decoded event, from the cache or `event_from_mapping(body)`."""
-        key = (event_id, seq)
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-            return found
-        event = event_from_mapping(body)
-        self._items[key] = event
-        if len(self._items) > self._max:
-            self._items.popitem(last=False)
-        return event

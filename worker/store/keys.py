@@ -3,13 +3,14 @@
 A source's keys share the hash tag `{sourceKey}`, so every script touches one cluster slot. The Lua
 scripts receive the prefix `ingest:{sk}:` as KEYS[1] and append the same suffixes as below (a
 component test checks that both sides name the same keys). Event ids, refs, groups and bundle ids
-match `events.LABEL_PATTERN` (a bulk group adds the `@bulk:` prefix) and entity keys use
-`:`-separated id parts, so no key part can hold a brace or a space.
+match `events.LABEL_PATTERN` and entity keys use `:`-separated id parts, so no key part can hold
+a brace or a space.
 
 Only finished things expire, with the results TTL: an event's hash once its outcome is final, a
-ref, a recorded bundle and a finished task. Buffers, records in flight, locks, schedules, counters
-and dead letters never expire. A source's bundle-size state (`shrink_key`) expires when its cap is
-back to the configured one: it holds no work, only a cap that no longer shrinks anything.
+ref, a recorded bundle and a finished task. The ready log, records in flight, holds, schedules,
+counters and dead letters never expire. A source's bundle-size state (`shrink_key`) expires when
+its cap is back to the configured one: it holds no work, only a cap that no longer shrinks
+anything.
 """
 
 from __future__ import annotations
@@ -31,36 +32,29 @@ INVALID_SOURCE: Final = "_invalid"
 SEQ: Final = "seq"
 EVENT: Final = "ev:"
 REF: Final = "ref:"
-BUFFER: Final = "buf:"
-GROUP_STATS: Final = "gstat"
-WHERE: Final = "where"
-WHERE_COUNT: Final = "wn"
-TOUCH: Final = "touch:"
+READY: Final = "ready"
 DUE: Final = "due"
+PLAN_DUE: Final = "*"
+"""The one member of a source's `due` set: when its next planning round is due."""
+PLAN_LOCK: Final = "plock"
+HOLD_WRITER: Final = "hx"
+HOLD_READERS: Final = "hs:"
+HOLD_READER_COUNT: Final = "hsn"
+DEPENDENTS: Final = "dep:"
+SENT_BACK_EPOCH: Final = "sbepoch"
+SENT_BACK_KEYS: Final = "sbk"
+COMMIT_SEQ: Final = "cseq"
+SLOW_KEYS: Final = "slowk"
+BLOCKED: Final = "blk:"
+VIRTUAL_COUNT: Final = "hvn"
+VIRTUAL_HOLDERS: Final = "hvb:"
 BUNDLE: Final = "bd:"
 TASK: Final = "task:"
-XLOCK: Final = "xlock"
-SLOCK: Final = "slock:"
 CLAIMS: Final = "claims"
 POLLS: Final = "polls"
 PARKED: Final = "parked"
-WAITING: Final = "waiting:"
 STATS: Final = "stats"
 DLQ: Final = "dlq"
-
-BULK_GROUP_PREFIX: Final = "@bulk:"
-"""Marks a buffer of events published in bulk mode; no named group can start with it (labels
-start with a letter or digit)."""
-
-
-def bulk_group(named: str) -> str:
-    """The bulk-mode buffer of a named group."""
-    return BULK_GROUP_PREFIX + named
-
-
-def is_bulk_group(group: str) -> bool:
-    """Whether a buffer holds events published in bulk mode (they leave in bulk requests)."""
-    return group.startswith(BULK_GROUP_PREFIX)
 
 
 def prefix(source: str) -> str:
@@ -101,33 +95,71 @@ class SourceKeys:
         """A ref -> the id assigned to the resource it names (string, results TTL)."""
         return self._key(REF, ref)
 
-    def buffer(self, group: str) -> str:
-        """A group's pending event ids scored by seq (sorted set)."""
-        return self._key(BUFFER, group)
-
     @property
-    def group_stats(self) -> str:
-        """Per group `n|g`, `b|g`, `t|g`: events, bytes, first-buffered time (hash)."""
-        return self._key(GROUP_STATS)
-
-    @property
-    def where(self) -> str:
-        """Entity key -> the group whose buffer holds its pending events (hash)."""
-        return self._key(WHERE)
-
-    @property
-    def where_count(self) -> str:
-        """Entity key -> how many of its events are pending (hash)."""
-        return self._key(WHERE_COUNT)
-
-    def touch(self, resource_key: str) -> str:
-        """Group -> pending events that write or reference the resource (hash)."""
-        return self._key(TOUCH, resource_key)
+    def ready(self) -> str:
+        """Event ids waiting to be planned, scored by publish seq (sorted set)."""
+        return self._key(READY)
 
     @property
     def due(self) -> str:
-        """Group -> due time in ms (sorted set)."""
+        """`*` -> when the source's next planning round is due, in ms (sorted set)."""
         return self._key(DUE)
+
+    @property
+    def plan_lock(self) -> str:
+        """The planning lease: the token of the one planner of the source (string, PX)."""
+        return self._key(PLAN_LOCK)
+
+    @property
+    def hold_writer(self) -> str:
+        """Entity key -> the last unfinished bundle that writes it (hash)."""
+        return self._key(HOLD_WRITER)
+
+    def hold_readers(self, entity_key: str) -> str:
+        """The unfinished bundles that reference the entity since its last writer (set)."""
+        return self._key(HOLD_READERS, entity_key)
+
+    @property
+    def hold_reader_count(self) -> str:
+        """Entity key -> how many bundles `hold_readers` holds (hash)."""
+        return self._key(HOLD_READER_COUNT)
+
+    def dependents(self, bundle_id: str) -> str:
+        """The waiting bundles that follow this one (set)."""
+        return self._key(DEPENDENTS, bundle_id)
+
+    @property
+    def sent_back_epoch(self) -> str:
+        """Incremented whenever events go back to the ready log (string counter)."""
+        return self._key(SENT_BACK_EPOCH)
+
+    @property
+    def sent_back_keys(self) -> str:
+        """Entity key -> the epoch its events last went back to the log (hash; cleared by reads)."""
+        return self._key(SENT_BACK_KEYS)
+
+    @property
+    def commit_seq(self) -> str:
+        """Counts commits; each bundle record keeps its number (`cseq`) (string counter)."""
+        return self._key(COMMIT_SEQ)
+
+    @property
+    def slow_keys(self) -> str:
+        """Entity key -> `x:` or `s:` + the slow (STALE, parked) bundle holding it (hash)."""
+        return self._key(SLOW_KEYS)
+
+    def blocked(self, bundle_id: str) -> str:
+        """Events waiting behind a slow bundle, scored by seq (sorted set)."""
+        return self._key(BLOCKED, bundle_id)
+
+    @property
+    def virtual_count(self) -> str:
+        """Entity key -> how many blocked events touch it (hash)."""
+        return self._key(VIRTUAL_COUNT)
+
+    def virtual_holders(self, entity_key: str) -> str:
+        """Slow bundle -> how many events blocked behind it touch the entity (hash)."""
+        return self._key(VIRTUAL_HOLDERS, entity_key)
 
     def bundle(self, bundle_id: str) -> str:
         """A bundle record: state, fence, claim, events, layout, task, times (hash)."""
@@ -136,15 +168,6 @@ class SourceKeys:
     def task(self, task_id: str) -> str:
         """An accepted task: its bundle, last status, polls, times (hash)."""
         return self._key(TASK, task_id)
-
-    @property
-    def xlock(self) -> str:
-        """Entity key -> the bundle that writes it (hash; exclusive locks)."""
-        return self._key(XLOCK)
-
-    def slock(self, entity_key: str) -> str:
-        """Bundles that reference the entity (set; shared locks)."""
-        return self._key(SLOCK, entity_key)
 
     @property
     def claims(self) -> str:
@@ -160,10 +183,6 @@ class SourceKeys:
     def parked(self) -> str:
         """Bundle id -> when it was parked for the failure handling (sorted set)."""
         return self._key(PARKED)
-
-    def waiting(self, bundle_id: str) -> str:
-        """Groups to make due when the bundle is recorded (set)."""
-        return self._key(WAITING, bundle_id)
 
     @property
     def stats(self) -> str:

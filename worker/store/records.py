@@ -8,20 +8,19 @@ from typing import Any, Literal
 
 from worker.domain.sizing import BundleSizing
 
-Hint = Literal["now", "linger", "wait"]
-"""When a group that still holds events after a flush is due again (see reserve.lua)."""
-
 
 @dataclass(frozen=True)
 class PublishItem:
-    """One validated, resolved event to append to a buffer."""
+    """One validated, resolved event to append to the ready log."""
 
     event_id: str
     body: str
     entity: str
     resources: tuple[str, ...]
-    named_group: str
+    group: str
     size: int
+    bulk: bool = False
+    """Published in bulk mode: planned into bulk requests (unless in an atomic batch)."""
     assigned_id: str | None = None
     atomic_batch: str | None = None
     ref_defined: tuple[str, str] | None = None
@@ -44,60 +43,54 @@ class PublishReply:
 
 
 @dataclass(frozen=True)
-class BufferedEvent:
-    """An event read back from a buffer, with what the flush needs to place and lock it."""
+class ReadEvent:
+    """An event read from the head of the ready log, with what planning needs besides its body."""
 
     event_id: str
     seq: int
-    group: str
     body: Mapping[str, Any]
-    """The stored event, decoded once with the whole snapshot."""
+    """The stored event, decoded once with the whole read."""
     entity: str
     resources: tuple[str, ...]
+    group: str = ""
     no_merge: bool = False
 
 
 @dataclass(frozen=True)
-class GroupRead:
-    """How much of one buffer a snapshot read; `next_seq` is the first event it left."""
+class ReadRound:
+    """What read.lua answered: the events (seq order) and what commit.lua needs back.
 
-    group: str
-    total: int
-    read: int
-    next_seq: int | None = None
-    next_batch: str | None = None
+    `busy` is True when another planner holds the source's lease (nothing was read).
+    """
 
-    @property
-    def partial(self) -> bool:
-        """Whether events were left unread (the read limit)."""
-        return self.read < self.total
-
-
-@dataclass(frozen=True)
-class LockState:
-    """Who holds an entity: its writer (exclusive) and its readers (shared)."""
-
-    writer: str | None = None
-    readers: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One atomic read of buffers, the groups touching their resources, and the locks."""
-
-    seq: int
-    groups: tuple[GroupRead, ...]
-    events: tuple[BufferedEvent, ...]
-    touch: Mapping[str, Mapping[str, int]]
-    """resource key -> group -> pending events touching it."""
-    locks: Mapping[str, LockState]
+    events: tuple[ReadEvent, ...] = ()
+    busy: bool = False
+    token: str = ""
+    epoch: int = 0
+    bulk: bool = False
+    """Whether these events travel in bulk requests (a round plans one kind of request)."""
+    more: bool = False
+    """Whether the ready log holds events past these (the read was cut)."""
+    seq: int = 0
     sizing: BundleSizing | None = None
     """The source's shrunk bundle cap, read with the rest (None: not shrunk)."""
+    slow: Mapping[str, str] = field(default_factory=dict)
+    """Keys read that a slow bundle (STALE, parked) holds: key -> `x:<bundle>` or `s:<bundle>`."""
+    virtual: Mapping[str, str] = field(default_factory=dict)
+    """Keys read that events blocked behind a slow bundle touch: key -> that bundle."""
 
 
 @dataclass(frozen=True)
-class BundleToReserve:
-    """A planned bundle for reserve.lua: its events, locks and the layout to rebuild it from."""
+class BlockedEvent:
+    """An event read that must wait behind a slow bundle (it leaves the log for its list)."""
+
+    event_id: str
+    bundle_id: str
+
+
+@dataclass(frozen=True)
+class BundleToCommit:
+    """A planned bundle for commit.lua: its events, keys, predecessors in its plan, layout."""
 
     bundle_id: str
     event_ids: tuple[str, ...]
@@ -105,30 +98,29 @@ class BundleToReserve:
     reads: tuple[str, ...]
     layout: str
     groups: tuple[str, ...]
+    after: tuple[str, ...] = ()
+    """Bundles of the same plan it must follow (it conflicts with them)."""
+    claim: bool = False
+    """Whether the planner sends it itself once ready (claimed at commit, fence 1)."""
 
 
 @dataclass(frozen=True)
 class RejectedEvent:
-    """An event no bundle can carry, to dead-letter from its buffer."""
+    """An event no bundle can carry, to dead-letter from the ready log."""
 
     event_id: str
     error: str
 
 
-@dataclass(frozen=True)
-class GroupDue:
-    """What reserve.lua does with a group that still holds events."""
-
-    group: str
-    hint: Hint
-    wait: tuple[str, ...] = ()
+CommitStatus = Literal["ready", "waiting", "aborted"]
+"""What commit.lua did with one bundle (see its header)."""
 
 
 @dataclass(frozen=True)
 class ClaimedRecord:
     """claim.lua's answer for one bundle record (`fence` is set when `code` is 'ok')."""
 
-    code: Literal["ok", "busy", "gone", "sent", "skip"]
+    code: Literal["ok", "busy", "gone", "sent", "skip", "wait"]
     bundle_id: str
     fence: int | None
     state: str
@@ -167,6 +159,8 @@ class RecordResult:
     finals: int = 0
     rebuffered: int = 0
     dead_letters: int = 0
+    ready: tuple[str, ...] = ()
+    """Bundles that waited for this one and may be sent now."""
 
 
 @dataclass(frozen=True)

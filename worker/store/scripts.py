@@ -17,8 +17,8 @@ from redis.commands.core import Script
 SCRIPT_NAMES: Final = (
     "publish",
     "refused",
-    "snapshot",
-    "reserve",
+    "read",
+    "commit",
     "claim",
     "mark",
     "record",
@@ -41,8 +41,8 @@ class Scripts:
 
     publish: Script
     refused: Script
-    snapshot: Script
-    reserve: Script
+    read: Script
+    commit: Script
     claim: Script
     mark: Script
     record: Script

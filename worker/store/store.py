@@ -3,8 +3,8 @@
 Each method is one round trip (a script, a read, or a pipeline of them), so the pipeline's cost in
 Redis round trips is visible at the call site. The rules are in the scripts (atomic steps, see
 their headers) and in the pure core; this module only moves values in and out. `Store` gathers
-the publish side (`publishing.py`), the reads (`reads.py`) and, here, the flush, claims, records
-and the ticker's step.
+the publish side (`publishing.py`), the reads (`reads.py`) and, here, planning rounds, claims,
+records and the ticker's step.
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ from worker.store.codec import compact, json_list, text
 from worker.store.publishing import InvalidEntry, StorePublish
 from worker.store.reads import EvictionPolicyError, StoreReads
 from worker.store.records import (
-    BufferedEvent,
-    BundleToReserve,
+    BlockedEvent,
+    BundleToCommit,
     ClaimedRecord,
+    CommitStatus,
     DueTaken,
     EventOutcomeRecord,
-    GroupDue,
-    GroupRead,
-    LockState,
+    ReadEvent,
+    ReadRound,
     RecordResult,
     RejectedEvent,
-    Snapshot,
 )
 from worker.store.sizing import StoreSizing, decode_sizing
 
@@ -45,91 +44,96 @@ class Store(StorePublish, StoreReads, StoreSizing):
         settings: TTLs, caps and durations the scripts are given.
     """
 
-    # -- flush ----------------------------------------------------------------------------------
+    # -- planning -------------------------------------------------------------------------------
 
-    def snapshot(
-        self, source: str, groups: Sequence[str], *, limit: int, max_groups: int
-    ) -> Snapshot:
-        """Due buffers, the buffers that share their resources (up to `max_groups` per due
-        group), their events and the locks around them, read atomically (snapshot.lua)."""
-        arguments = {"groups": list(groups), "limit": limit, "max_groups": max_groups}
-        reply = self._run(self._scripts.snapshot, source, compact(arguments))
-        meta = json.loads(text(reply[0]))
-        events = tuple(
-            BufferedEvent(
-                event_id=eid,
-                seq=int(seq),
-                group=group,
-                body=body,
-                no_merge=bool(no_merge),
-                entity=entity,
-                resources=tuple(resources.split()),
-            )
-            for eid, seq, group, body, no_merge, entity, resources in json.loads(text(reply[1]))
-        )
-        group_reads = tuple(
-            GroupRead(
-                group=g["g"],
-                total=int(g["total"]),
-                read=int(g["read"]),
-                next_seq=None if g.get("next") is None else int(g["next"]),
-                next_batch=g.get("nab") or None,
-            )
-            for g in (meta.get("groups") or [])
-        )
-        touch: dict[str, dict[str, int]] = {}
-        for resource, flat in (meta.get("touch") or {}).items():
-            pairs = list(flat) if isinstance(flat, list) else []
-            touch[resource] = {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-        locks = {
-            key: LockState(
-                writer=state.get("x") or None,
-                readers=frozenset(state.get("s") if isinstance(state.get("s"), list) else ()),
-            )
-            for key, state in (meta.get("locks") or {}).items()
-        }
-        sizing = decode_sizing(meta.get("shrink") or None)
-        return Snapshot(int(meta.get("seq") or 0), group_reads, events, touch, locks, sizing)
-
-    def reserve(
-        self,
-        source: str,
-        *,
-        bundles: Sequence[BundleToReserve],
-        rejected: Sequence[RejectedEvent],
-        groups: Sequence[GroupDue],
-        snapshot_seq: int,
-        now_ms: int,
-    ) -> dict[str, str]:
-        """Take the bundles in order and set the groups' due times (reserve.lua).
+    def read_ready(
+        self, source: str, *, token: str, lease_ms: int, limit: int, max_bytes: int
+    ) -> ReadRound:
+        """Take the source's planning lease and read the head of its ready log (read.lua).
 
         Returns:
-            bundle id -> 'taken' (claimed by the caller with fence 1), 'skipped' or 'raced'.
+            The events (seq order), or `busy` when another planner holds the lease.
+        """
+        arguments = {"token": token, "lease": lease_ms, "limit": limit, "max_bytes": max_bytes}
+        reply = self._run(self._scripts.read, source, compact(arguments))
+        meta = json.loads(text(reply[0]))
+        if meta.get("busy"):
+            return ReadRound(busy=True)
+        events = tuple(
+            ReadEvent(
+                event_id=eid,
+                seq=int(seq),
+                body=body,
+                entity=entity,
+                resources=tuple(resources.split()),
+                group=group,
+                no_merge=bool(no_merge),
+            )
+            for eid, seq, body, no_merge, entity, resources, _batch, group in json.loads(
+                text(reply[1])
+            )
+        )
+        return ReadRound(
+            events=events,
+            token=token,
+            epoch=int(meta.get("epoch") or 0),
+            bulk=bool(meta.get("bulk")),
+            more=bool(meta.get("more")),
+            seq=int(meta.get("seq") or 0),
+            sizing=decode_sizing(meta.get("shrink") or None),
+            slow=dict(meta.get("slow") or {}),
+            virtual=dict(meta.get("virtual") or {}),
+        )
+
+    def commit(
+        self,
+        source: str,
+        round_: ReadRound,
+        *,
+        bundles: Sequence[BundleToCommit],
+        rejected: Sequence[RejectedEvent],
+        now_ms: int,
+        blocked: Sequence[BlockedEvent] = (),
+    ) -> dict[str, tuple[CommitStatus, int]] | None:
+        """Write a planning round's bundles into the scheduler and release the lease (commit.lua).
+
+        Returns:
+            bundle id -> (status, fence); None when the lease was lost (nothing written).
         """
         settings = self.settings
         meta = {
+            "token": round_.token,
+            "epoch": round_.epoch,
+            "more": round_.more,
             "now": now_ms,
             "claim_ttl": settings.claim_ttl_ms,
+            "ttl": settings.results_ttl_s,
             "linger": settings.linger_ms,
             "max_age": settings.max_age_ms,
-            "ttl": settings.results_ttl_s,
-            "snap_seq": snapshot_seq,
             "bundles": [
                 {
                     "id": b.bundle_id,
                     "ev": list(b.event_ids),
                     "x": list(b.writes),
                     "s": list(b.reads),
+                    "pre": list(b.after),
                     "layout": b.layout,
                     "groups": list(b.groups),
+                    "claim": 1 if b.claim else 0,
                 }
                 for b in bundles
             ],
             "rejects": [{"e": r.event_id, "err": r.error} for r in rejected],
-            "groups": [{"g": g.group, "hint": g.hint, "wait": list(g.wait)} for g in groups],
+            "blocked": [{"e": b.event_id, "bid": b.bundle_id} for b in blocked],
         }
-        reply = self._run(self._scripts.reserve, source, compact(meta))
-        return {text(reply[i]): text(reply[i + 1]) for i in range(0, len(reply), 2)}
+        reply = self._run(self._scripts.commit, source, compact(meta))
+        if not isinstance(reply, list):
+            return None
+        values = [text(v) for v in reply]
+        return {
+            values[i]: (values[i + 1], int(values[i + 2]))  # type: ignore[misc]
+            for i in range(0, len(values), 3)
+        }
 
     # -- claims and state changes ---------------------------------------------------------------
 
@@ -269,7 +273,8 @@ class Store(StorePublish, StoreReads, StoreSizing):
         reply = self._run(self._scripts.record, source, compact(meta))
         if not isinstance(reply, list):
             return RecordResult(done=False)
-        return RecordResult(True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]))
+        ready = tuple(text(v) for v in reply[4:])
+        return RecordResult(True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]), ready)
 
     # -- the ticker's step -------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """The store and its Lua scripts against the private redis-server (`redis_url`, flushed per test).
 
-Helpers build resolved events and the items publish.lua takes, so each test reads as the script's
-contract: what goes in, what the keys hold afterwards.
+Helpers build resolved events and the items publish.lua takes, and commit bundles through a
+planning round (`read_ready` then `commit`), so each test reads as the script's contract: what goes
+in, what the keys hold afterwards.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from worker.domain.keys import key_of, resources_touched
 from worker.settings import IngestSettings
 from worker.store import Store
 from worker.store.keys import SourceKeys
-from worker.store.records import PublishItem
+from worker.store.records import BundleToCommit, CommitStatus, PublishItem, RejectedEvent
 
 SOURCE = "src-a"
 NOW = 1_700_000_000_000
@@ -117,7 +118,7 @@ def item(event: ChangeEvent, **overrides: Any) -> PublishItem:
         "body": body,
         "entity": str(key),
         "resources": tuple(str(r) for r in resources_touched(key)),
-        "named_group": named_group(event),
+        "group": named_group(event),
         "size": len(body.encode()),
         "atomic_batch": event.atomic_batch,
     }
@@ -135,3 +136,50 @@ def letters(client: redis.Redis, stream: str) -> list[dict[str, str]]:
     """The fields of every entry of a dead-letter stream, oldest first."""
     entries: list[tuple[str, dict[str, str]]] = client.xrange(stream)  # type: ignore[assignment]
     return [fields for _, fields in entries]
+
+
+def bundle(
+    bid: str,
+    *event_ids: str,
+    writes: Iterable[str] = (),
+    reads: Iterable[str] = (),
+    after: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    claim: bool = True,
+) -> BundleToCommit:
+    """A bundle as the planner commits it (claimed by the caller when ready, unless told)."""
+    return BundleToCommit(
+        bundle_id=bid,
+        event_ids=event_ids,
+        writes=tuple(writes),
+        reads=tuple(reads),
+        layout='{"r":[],"l":[]}',
+        groups=tuple(groups),
+        after=tuple(after),
+        claim=claim,
+    )
+
+
+def commit_bundles(
+    store: Store,
+    bundles: Iterable[BundleToCommit],
+    *,
+    now: int = NOW,
+    rejected: Iterable[RejectedEvent] = (),
+    expect: Mapping[str, CommitStatus] | None = None,
+    limit: int = 1000,
+) -> dict[str, tuple[CommitStatus, int]]:
+    """One planning round of SOURCE: `read_ready`, then `commit` of these bundles.
+
+    Asserts the statuses commit.lua answers: `expect`, or every bundle `ready`.
+    """
+    planned = list(bundles)
+    round_ = store.read_ready(
+        SOURCE, token="planner", lease_ms=10_000, limit=limit, max_bytes=10_000_000
+    )
+    assert not round_.busy
+    result = store.commit(SOURCE, round_, bundles=planned, rejected=list(rejected), now_ms=now)
+    assert result is not None, "the planning lease was lost"
+    wanted = dict(expect) if expect is not None else {b.bundle_id: "ready" for b in planned}
+    assert {bid: status for bid, (status, _) in result.items()} == wanted
+    return result

@@ -15,20 +15,18 @@ from worker.store.reopening import publish_reopening
 from .conftest import NOW, SOURCE, item, put, resource
 
 
-def dead_letter_it(
-    client: redis.Redis, names: SourceKeys, event_id: str, group: str, attempts: int
-) -> None:
-    """The event hash as record.lua leaves a FAILED event (out of its buffer, final)."""
-    client.zrem(names.buffer(group), event_id)
+def dead_letter_it(client: redis.Redis, names: SourceKeys, event_id: str, attempts: int) -> None:
+    """The event hash as record.lua leaves a FAILED event (out of the ready log, final)."""
+    client.zrem(names.ready, event_id)
     client.hset(names.event(event_id), mapping={"st": "dead_lettered", "stage": "record",
                                                  "att": attempts, "fate": "FAILED"})  # fmt: skip
 
 
-def test_reopen_dead_lettered_event_is_buffered_again_with_its_attempts(store: Store, client):
+def test_reopen_dead_lettered_event_is_ready_again_with_its_attempts(store: Store, client):
     names = SourceKeys(SOURCE)
     event = resource(eid="r1", id_="p1")
     [first] = put(store, event)
-    dead_letter_it(client, names, "r1", first.group, attempts=1)
+    dead_letter_it(client, names, "r1", attempts=1)
 
     replies = publish_reopening(store, {SOURCE: [item(event)]}, [], NOW + 10)
 
@@ -37,21 +35,21 @@ def test_reopen_dead_lettered_event_is_buffered_again_with_its_attempts(store: S
     assert fields["st"] == "pending"
     assert fields["att"] == "1"
     assert fields["rp"] == "1"
-    assert client.zrange(names.buffer(replies[SOURCE][0].group), 0, -1) == ["r1"]
+    assert client.zrange(names.ready, 0, -1, withscores=True) == [("r1", first.seq + 1)]
     assert not client.exists(reopen_key(SOURCE, "r1"))
 
 
 def test_reopen_refuses_pending_and_applied_events(store: Store, client):
     names = SourceKeys(SOURCE)
     pending, applied = resource(eid="p", id_="p1"), resource(eid="a", id_="p2")
-    group = put(store, pending, applied)[0].group
+    put(store, pending, applied)
     client.hset(names.event("a"), "st", "applied")
-    before = client.zcard(names.buffer(group))
+    before = client.zrange(names.ready, 0, -1)
 
     replies = publish_reopening(store, {SOURCE: [item(pending), item(applied)]}, [], NOW + 10)
 
     assert [(r.kind, r.status) for r in replies[SOURCE]] == [("dup", "pending"), ("dup", "applied")]
-    assert client.zcard(names.buffer(group)) == before
+    assert client.zrange(names.ready, 0, -1) == before
     assert client.hget(names.event("a"), "st") == "applied"
     assert "rp" not in client.hgetall(names.event("p"))
 

@@ -1,4 +1,4 @@
-"""publish.lua: dedupe, refs, placement, due times and caps, atomic batches, dead letters."""
+"""publish.lua: dedupe, refs, the ready log, due times and caps, atomic batches, dead letters."""
 
 from __future__ import annotations
 
@@ -6,27 +6,41 @@ import json
 
 import redis
 
+from worker.domain.events import ChangeEvent
 from worker.store import InvalidEntry, Store
-from worker.store.keys import INVALID_DLQ, SOURCES, SourceKeys
+from worker.store.keys import INVALID_DLQ, PLAN_DUE, SOURCES, SourceKeys
+from worker.store.records import PublishItem
 
 from .conftest import NOW, SOURCE, fast_settings, item, letters, link, put, resource
 
 
-def test_publish_buffers_events_in_seq_order_with_their_bookkeeping(store, client, names):
+def test_publish_appends_events_to_the_ready_log_in_seq_order(store, client, names):
     first, second = resource(eid="a"), link(eid="b")
 
-    replies = put(store, first, second)
+    replies = put(store, first, item(second, size=40))
 
-    assert [(r.kind, r.seq) for r in replies] == [("ok", 1), ("ok", 2)]
-    assert client.zrange(names.buffer("provider:p1"), 0, -1, withscores=True) == [("a", 1.0)]
-    assert client.zrange(names.buffer("office:o1"), 0, -1) == ["b"]
-    assert client.hget(names.where, "res:src-a:provider:p1") == "provider:p1"
-    assert client.hgetall(names.touch("res:src-a:provider:p1")) == {
-        "provider:p1": "1",
-        "office:o1": "1",
-    }
-    assert client.hget(names.stats, "buffered") == "2"
-    assert client.hget(names.event("a"), "st") == "pending"
+    assert [(r.kind, r.group, r.seq) for r in replies] == [
+        ("ok", "provider:p1", 1),
+        ("ok", "office:o1", 2),
+    ]
+    assert client.zrange(names.ready, 0, -1, withscores=True) == [("a", 1.0), ("b", 2.0)]
+    stored = client.hgetall(names.event("b"))
+    assert (stored["st"], stored["seq"], stored["g"], stored["b"]) == (
+        "pending",
+        "2",
+        "office:o1",
+        "40",
+    )
+    assert stored["k"] == "rel:src-a:provider-office:office:o1:provider:p1"
+    assert set(stored["tr"].split()) == {"res:src-a:office:o1", "res:src-a:provider:p1"}
+    assert "bk" not in stored
+    size_a = len(first.to_json().encode())
+    assert client.hmget(names.stats, "buffered", "rbytes", "rfirst", "published") == [
+        "2",
+        str(size_a + 40),
+        str(NOW),
+        "2",
+    ]
     assert json.loads(client.hget(names.event("a"), "body"))["eventId"] == "a"
     assert client.ttl(names.event("a")) == -1  # pending work never expires
     assert client.smembers(SOURCES) == {SOURCE}
@@ -41,19 +55,29 @@ def test_publish_duplicate_event_id_keeps_its_first_result(store, client, names)
     assert again[0].kind == "dup"
     assert again[0].assigned_id == "gen1"
     assert again[0].status == "pending"
-    assert client.zcard(names.buffer("provider:gen1")) == 1
-    assert not client.exists(names.buffer("provider:gen2"))
+    assert client.zcard(names.ready) == 1
+    assert json.loads(client.hget(names.event("c"), "body"))["id"] == "gen1"
+    assert client.hget(names.stats, "published") == "1"
 
 
-def test_publish_event_joins_the_buffer_holding_its_entity(store, client, names):
+def test_publish_group_is_a_packing_preference_never_a_place_to_wait(store, client, names):
     put(store, resource(eid="x1", group="west"))
 
     replies = put(store, resource(eid="x2", group="east"))
 
-    assert replies[0].group == "west"
-    assert client.zrange(names.buffer("west"), 0, -1) == ["x1", "x2"]
-    assert not client.exists(names.buffer("east"))
-    assert client.hget(names.where_count, "res:src-a:provider:p1") == "2"
+    # the second event on the entity keeps the group it named, behind the first in one log
+    assert replies[0].group == "east"
+    assert client.zrange(names.ready, 0, -1) == ["x1", "x2"]
+    assert client.hmget(names.event("x1"), "g") == ["west"]
+    assert client.hmget(names.event("x2"), "g") == ["east"]
+
+
+def test_publish_bulk_item_is_flagged(store, client, names):
+    put(store, item(resource(eid="b1"), bulk=True), resource(id_="p2", eid="n1"))
+
+    assert client.hget(names.event("b1"), "bk") == "1"
+    assert client.hget(names.event("n1"), "bk") is None
+    assert client.zrange(names.ready, 0, -1) == ["b1", "n1"]
 
 
 def test_publish_live_ref_defined_again_is_refused_and_dead_lettered(store, client, names):
@@ -92,65 +116,70 @@ def test_publish_ref_resolved_to_another_id_is_refused(store, client, names):
 def test_publish_due_time_lingers_after_the_last_event_within_max_age(client, names):
     store = Store(client, fast_settings(linger_ms=100, max_age_ms=250))
     put(store, resource(eid="d1"), now=NOW)
-    assert client.zscore(names.due, "provider:p1") == NOW + 100
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 100
 
-    put(store, resource(eid="d2"), now=NOW + 80)
-    assert client.zscore(names.due, "provider:p1") == NOW + 180
+    put(store, resource(id_="p2", eid="d2"), now=NOW + 80)
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 180
 
-    put(store, resource(eid="d3"), now=NOW + 170)
-    assert client.zscore(names.due, "provider:p1") == NOW + 250  # first-buffered + max age
+    put(store, resource(id_="p3", eid="d3"), now=NOW + 170)
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 250  # first ready + max age
 
 
-def test_publish_group_reaching_its_operation_cap_is_due_now(client, names):
+def test_publish_ready_log_reaching_a_bundle_of_operations_is_due_now(client, names):
     store = Store(client, fast_settings(max_bundle_ops=3))
-    put(store, resource(eid="k1"), resource(eid="k2"), now=NOW)
-    assert client.zscore(names.due, "provider:p1") == NOW + 100
+    put(store, resource(eid="k1"), resource(id_="p2", eid="k2", group="other"), now=NOW)
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 100
 
-    put(store, resource(eid="k3"), now=NOW + 10)
+    put(store, resource(id_="p3", eid="k3", group="third"), now=NOW + 10)
 
-    assert client.zscore(names.due, "provider:p1") == NOW + 10
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 10
 
 
-def test_publish_group_reaching_its_byte_cap_is_due_now(client, names):
+def test_publish_ready_log_reaching_a_bundle_of_bytes_is_due_now(client, names):
     store = Store(client, fast_settings(max_bundle_bytes=1000))
     put(store, resource(eid="big1", data={"name": "x" * 600}), now=NOW)
-    put(store, resource(eid="big2", data={"name": "y" * 600}), now=NOW + 5)
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 100
 
-    assert client.zscore(names.due, "provider:p1") == NOW + 5
+    put(store, resource(id_="p2", eid="big2", data={"name": "y" * 600}), now=NOW + 5)
+
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 5
 
 
-def test_publish_due_group_is_never_postponed(store, client, names):
+def test_publish_due_source_is_never_postponed(store, client, names):
     put(store, resource(eid="n1"), now=NOW)
-    client.zadd(names.due, {"provider:p1": NOW})
+    client.zadd(names.due, {PLAN_DUE: NOW})
 
     put(store, resource(eid="n2"), now=NOW + 50)
 
-    assert client.zscore(names.due, "provider:p1") == NOW
+    assert client.zscore(names.due, PLAN_DUE) == NOW
 
 
-def test_publish_atomic_batch_goes_whole_into_the_buffer_holding_a_member(store, client, names):
-    put(store, resource(eid="h1", group="holder"))
-    batch = [
-        resource(eid="m1", atomicBatch="B"),
-        resource(id_="p9", eid="m2", atomicBatch="B"),
-    ]
-
-    replies = put(store, *batch)
-
-    assert {r.group for r in replies} == {"holder"}
-    assert client.zrange(names.buffer("holder"), 0, -1) == ["h1", "m1", "m2"]
-
-
-def test_publish_atomic_batch_pending_in_two_buffers_is_refused_whole(store, client, names):
+def test_publish_atomic_batch_goes_in_contiguous_whatever_is_pending(store, client, names):
     put(store, resource(eid="h1", group="one"), resource(id_="p2", eid="h2", group="two"))
     batch = [resource(eid="m1", atomicBatch="B"), resource(id_="p2", eid="m2", atomicBatch="B")]
 
     replies = put(store, *batch)
 
+    # its entities are pending under two other groups: no matter, it follows them in the log
+    assert [(r.kind, r.seq) for r in replies] == [("ok", 3), ("ok", 4)]
+    assert client.zrange(names.ready, 0, -1) == ["h1", "h2", "m1", "m2"]
+    assert client.hmget(names.event("m2"), "ab", "g") == ["B", "provider:p2"]
+
+
+def test_publish_atomic_batch_with_a_refused_member_is_refused_whole(store, client, names):
+    put(store, item(resource("CREATE", id_="id1", eid="r1"), ref_defined=("new", "id1")))
+    batch: list[ChangeEvent | PublishItem] = [
+        resource(id_="p2", eid="m1", atomicBatch="B"),
+        item(resource("CREATE", id_="id2", eid="m2", atomicBatch="B"), ref_defined=("new", "id2")),
+    ]
+
+    replies = put(store, *batch)
+
     assert [r.kind for r in replies] == ["err", "err"]
-    assert "several groups" in replies[0].reason
+    assert "m2" in replies[0].reason
     assert client.hget(names.event("m1"), "st") == "dead_lettered"
-    assert not client.hexists(names.event("m1"), "seq")  # never buffered
+    assert not client.hexists(names.event("m1"), "seq")  # never in the ready log
+    assert client.zrange(names.ready, 0, -1) == ["r1"]
     assert client.xlen(names.dlq) == 2
 
 

@@ -12,7 +12,7 @@ from redis.client import Pipeline
 from worker.publisher import publish
 from worker.results import event_status
 from worker.store import Store
-from worker.store.keys import INVALID_DLQ, SourceKeys, bulk_group, is_bulk_group
+from worker.store.keys import INVALID_DLQ, SourceKeys
 
 from .conftest import SOURCE, fast_settings, letters
 
@@ -130,24 +130,27 @@ def test_publish_atomic_call_goes_in_whole_under_one_batch_id(store, client):
     assert bodies[0]["atomicBatch"] == bodies[1]["atomicBatch"]
 
 
-def test_publish_bulk_mode_buffers_apart_in_the_bulk_group(store, client):
+def test_publish_bulk_mode_flags_events_in_the_one_ready_log(store, client):
+    names = SourceKeys(SOURCE)
     publish(store, [upsert("n1", id_="p9", group="load")])
 
     events = [upsert("b1", group="load"), upsert("b2", id_="p2", group="load")]
     report = publish(store, events, mode="bulk")
 
-    assert [a.group for a in report.accepted] == [bulk_group("load")] * 2
-    assert all(is_bulk_group(a.group) for a in report.accepted)
-    assert client.zrange(SourceKeys(SOURCE).buffer(bulk_group("load")), 0, -1) == ["b1", "b2"]
-    assert client.zrange(SourceKeys(SOURCE).buffer("load"), 0, -1) == ["n1"]
+    assert [a.group for a in report.accepted] == ["load", "load"]
+    assert client.zrange(names.ready, 0, -1) == ["n1", "b1", "b2"]
+    assert [client.hget(names.event(e), "bk") for e in ("n1", "b1", "b2")] == [None, "1", "1"]
 
 
-def test_publish_bulk_event_on_an_entity_pending_in_a_bundle_buffer_joins_it(store):
+def test_publish_bulk_event_on_a_pending_entity_stays_behind_it(store, client):
     publish(store, [upsert("n1", group="live")])
 
     report = publish(store, [upsert("b1", group="load")], mode="bulk")
 
-    assert [a.group for a in report.accepted] == ["live"]
+    assert [a.group for a in report.accepted] == ["load"]
+    # one round plans one kind of request: the bundle event first, the bulk one the next round
+    first = store.read_ready(SOURCE, token="t", lease_ms=1000, limit=10, max_bytes=10**6)
+    assert ([e.event_id for e in first.events], first.bulk, first.more) == (["n1"], False, True)
 
 
 def test_publish_bulk_mode_refuses_atomic_batches_per_event(store, client):

@@ -1,6 +1,6 @@
 """A source's bundle-size state: stored as `cap:shrunkAtMs`, replaced by compare-and-set
-(shrink.lua), read with the snapshot, expiring once it no longer shrinks anything; and the flow's
-`shrink_bundles` / `plan_caps_for` over it, racing workers included."""
+(shrink.lua), read with a planning round, expiring once it no longer shrinks anything; and the
+flow's `shrink_bundles` / `plan_caps_for` over it, racing workers included."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from worker.flow.deps import Deps, build_deps
 from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.store import Store
 from worker.store.keys import shrink_key
+from worker.store.records import ReadRound
 
 from .conftest import NOW, SOURCE, fast_settings, put, resource
 
@@ -84,15 +85,21 @@ def test_sizing_unreadable_value_counts_as_none_and_is_replaced(store: Store, cl
     assert store.sizing(SOURCE) == BundleSizing(8, NOW)
 
 
-def test_sizing_is_read_with_the_snapshot(store: Store):
+def read(store: Store) -> ReadRound:
+    return store.read_ready(SOURCE, token="t", lease_ms=10_000, limit=10, max_bytes=100_000)
+
+
+def test_sizing_is_read_with_the_planning_round(store: Store):
     put(store, resource(eid="a", group="g1"))
-    assert store.snapshot(SOURCE, ["g1"], limit=10, max_groups=4).sizing is None
+    first = read(store)
+    assert first.sizing is None
+    store.commit(SOURCE, first, bundles=[], rejected=[], now_ms=NOW)  # releases the lease
 
     store.swap_sizing(SOURCE, expected=None, new=BundleSizing(3, NOW), ttl_ms=60_000)
 
-    snap = store.snapshot(SOURCE, ["g1"], limit=10, max_groups=4)
-    assert snap.sizing == BundleSizing(3, NOW)
-    assert [e.event_id for e in snap.events] == ["a"]
+    again = read(store)
+    assert again.sizing == BundleSizing(3, NOW)
+    assert [e.event_id for e in again.events] == ["a"]
 
 
 def test_shrink_bundles_halves_logs_and_expires_when_the_cap_is_back(deps_factory, client):
@@ -143,14 +150,14 @@ def test_plan_caps_for_closes_bundles_at_the_cap_in_effect(deps_factory):
     assert plan_caps_for(halfway, SOURCE).target_operations == 32
 
 
-def test_plan_caps_for_uses_the_snapshot_state_without_reading_again(deps_factory):
+def test_plan_caps_for_uses_the_round_state_without_reading_again(deps_factory):
     deps = deps_factory(max_bundle_ops=64)
     put(deps.store, resource(eid="a", group="g1"))
     shrink_bundles(deps, SOURCE, "timed out")
-    snap = deps.store.snapshot(SOURCE, ["g1"], limit=10, max_groups=4)
+    round_ = read(deps.store)
     deps.store.client.delete(shrink_key(SOURCE))
 
-    assert plan_caps_for(deps, SOURCE, snap).target_operations == 32
+    assert plan_caps_for(deps, SOURCE, round_).target_operations == 32
     assert plan_caps_for(deps, SOURCE).target_operations is None
 
 

@@ -10,26 +10,35 @@ import redis
 
 from worker.results import backlog
 from worker.store import EvictionPolicyError, Store
-from worker.store.keys import SourceKeys
-from worker.store.records import BundleToReserve, EventOutcomeRecord, GroupDue
+from worker.store.keys import PLAN_DUE, SourceKeys
+from worker.store.records import EventOutcomeRecord
 
-from .conftest import NOW, SOURCE, fast_settings, item, put, resource
+from .conftest import NOW, SOURCE, bundle, commit_bundles, fast_settings, item, link, put, resource
 
 P1 = "res:src-a:provider:p1"
+O1 = "res:src-a:office:o1"
+REL = "rel:src-a:provider-office:office:o1:provider:p1"
 
 
-def test_take_due_rescores_what_it_hands_out_and_never_pops_it(store, client, names):
-    client.zadd(names.due, {"g1": NOW - 5, "g2": NOW, "g3": NOW + 5})
+def test_take_due_rescores_what_it_hands_out_and_never_pops_it(store, client):
+    due = {"src-a": NOW - 5, "src-b": NOW, "src-c": NOW + 5}
+    for source, at in due.items():
+        client.zadd(SourceKeys(source).due, {PLAN_DUE: at})
 
-    taken = store.take_due([SOURCE], NOW, groups=10, polls=10, claims=10)
+    taken = store.take_due(list(due), NOW, groups=10, polls=10, claims=10)
 
-    assert taken[SOURCE].groups == ("g1", "g2")
-    assert client.zrange(names.due, 0, -1, withscores=True) == [
-        ("g3", NOW + 5.0),
-        ("g1", NOW + 500.0),
-        ("g2", NOW + 500.0),
+    assert {s: t.groups for s, t in taken.items()} == {
+        "src-a": (PLAN_DUE,),
+        "src-b": (PLAN_DUE,),
+        "src-c": (),
+    }
+    assert [client.zscore(SourceKeys(s).due, PLAN_DUE) for s in due] == [
+        NOW + 500,
+        NOW + 500,
+        NOW + 5,
     ]
-    assert store.take_due([SOURCE], NOW + 1, groups=10, polls=10, claims=10)[SOURCE].groups == ()
+    again = store.take_due(list(due), NOW + 1, groups=10, polls=10, claims=10)
+    assert all(t.groups == () for t in again.values())
 
 
 def test_take_due_respects_the_limit_per_kind(store, client, names):
@@ -42,7 +51,7 @@ def test_take_due_respects_the_limit_per_kind(store, client, names):
 
 
 def test_take_due_three_concurrent_callers_never_get_the_same_id(redis_url, client, names):
-    client.zadd(names.due, {f"g{i}": NOW - 1 for i in range(600)})
+    client.zadd(names.claims, {f"b{i}": NOW - 1 for i in range(600)})
     stores = [Store(redis.Redis.from_url(redis_url, decode_responses=True), fast_settings())
               for _ in range(3)]  # fmt: skip
     results: list[list[str]] = [[] for _ in stores]
@@ -51,8 +60,8 @@ def test_take_due_three_concurrent_callers_never_get_the_same_id(redis_url, clie
     def work(index: int) -> None:
         start.wait()
         for _ in range(20):
-            taken = stores[index].take_due([SOURCE], NOW, groups=17, polls=0, claims=0)
-            results[index].extend(taken[SOURCE].groups)
+            taken = stores[index].take_due([SOURCE], NOW, groups=0, polls=0, claims=17)
+            results[index].extend(taken[SOURCE].claims)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(stores))]
     for thread in threads:
@@ -68,18 +77,11 @@ def test_take_due_three_concurrent_callers_never_get_the_same_id(redis_url, clie
         s.client.close()
 
 
-def test_counters_follow_events_through_buffers_and_bundles_to_zero(store, client):
+def test_counters_follow_events_through_the_ready_log_and_bundles_to_zero(store, client):
     put(store, resource(eid="a"), resource(eid="b"))
     assert (backlog(store).buffered, backlog(store).in_flight, backlog(store).total) == (2, 0, 2)
 
-    store.reserve(
-        SOURCE,
-        bundles=[BundleToReserve("B1", ("a", "b"), (P1,), (), "{}", ("provider:p1",))],
-        rejected=[],
-        groups=[GroupDue("provider:p1", "wait")],
-        snapshot_seq=100,
-        now_ms=NOW,
-    )
+    commit_bundles(store, [bundle("B1", "a", "b", writes=[P1])])
     current = backlog(store)
     assert (current.buffered, current.in_flight, current.total) == (0, 2, 2)
     assert current.sources[SOURCE].bundles == 1
@@ -122,11 +124,36 @@ def test_store_sources_lists_sources_with_state(store):
 
 
 def test_keys_in_the_scripts_are_the_keys_module_names(store, client, names):
-    # everything a publish, a reserve and a record write lives under SourceKeys' names
-    put(store, resource(eid="a"))
-    expected = {
-        names.seq, names.event("a"), names.buffer("provider:p1"), names.group_stats,
-        names.where, names.where_count, names.touch(P1), names.due, names.stats,
+    # everything publish, read, commit and record write lives under SourceKeys' names
+    def written() -> set[str]:
+        return set(client.keys("*")) - {"ingest:sources"}
+
+    put(store, resource(eid="a"), link(eid="b"))
+    assert written() == {
+        names.seq, names.event("a"), names.event("b"), names.ready, names.due, names.stats,
     }  # fmt: skip
-    assert set(client.keys("*")) == expected | {"ingest:sources"}
+    assert client.zrange(names.due, 0, -1) == [PLAN_DUE]
+
+    round_ = store.read_ready(SOURCE, token="t", lease_ms=10_000, limit=10, max_bytes=10**6)
+    assert client.get(names.plan_lock) == "t"
+    store.commit(
+        SOURCE,
+        round_,
+        bundles=[bundle("B1", "a", writes=[P1]), bundle("B2", "b", writes=[REL], reads=[O1, P1])],
+        rejected=[],
+        now_ms=NOW,
+    )
+    assert written() == {
+        names.seq, names.event("a"), names.event("b"), names.stats, names.hold_writer,
+        names.hold_readers(O1), names.hold_readers(P1), names.hold_reader_count,
+        names.dependents("B1"), names.bundle("B1"), names.bundle("B2"), names.claims,
+        names.commit_seq,
+    }  # fmt: skip
+
+    # B1 sends `a` back: B2 (which references p1) is dissolved, both events are ready again
+    store.record(SOURCE, "B1", 1, [EventOutcomeRecord("a", "CANCELLED")], status="X", now_ms=NOW)
+    assert written() == {
+        names.seq, names.event("a"), names.event("b"), names.stats, names.bundle("B1"),
+        names.ready, names.due, names.sent_back_epoch, names.sent_back_keys, names.commit_seq,
+    }  # fmt: skip
     assert SourceKeys(SOURCE).prefix == "ingest:{src-a}:"

@@ -98,7 +98,7 @@ def test_dlq_abandon_of_a_stale_task_releases_its_locks(harness_factory: Harness
     letters = list_dead_letters(harness.deps, DlqFilter(error_type=STALE))
     assert {(x.event_id, x.reason) for x in letters} == {("s1", STALE), ("s2", STALE)}
     names = SourceKeys(SOURCE)
-    assert harness.deps.store.client.hlen(names.xlock) == 0
+    assert harness.deps.store.client.hlen(names.hold_writer) == 0
     assert harness.deps.store.client.zscore(names.polls, result.bundle_id) is None
     assert backlog(harness.deps).total == 0
     assert abandon(harness.deps, task_id).code == "unknown"

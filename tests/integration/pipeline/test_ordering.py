@@ -39,7 +39,10 @@ def link(eid: str, action: str, office: str, provider: dict[str, str], **extra: 
     return event
 
 
-def test_pipeline_event_joins_the_buffer_that_holds_its_entity(harness_factory: HarnessFactory):
+def test_pipeline_entity_named_in_several_groups_keeps_publish_order(
+    harness_factory: HarnessFactory,
+):
+    # Given one entity's changes, each naming another group (groups are packing preferences)
     harness = harness_factory()
     report = harness.publish(
         [
@@ -50,7 +53,8 @@ def test_pipeline_event_joins_the_buffer_that_holds_its_entity(harness_factory: 
         ]
     )
 
-    assert [a.group for a in report.accepted] == ["west"] * 4
+    # Then each keeps the group it named, and they apply in publish order
+    assert [a.group for a in report.accepted] == ["west", "east", "north", "south"]
     harness.drain()
     check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
 
@@ -82,11 +86,11 @@ def test_pipeline_relationship_waits_for_ends_buffered_in_other_groups(
     check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
 
 
-def test_pipeline_relationship_is_held_while_an_unread_group_writes_its_end(
+def test_pipeline_later_round_waits_inside_a_bundle_for_the_entity_an_earlier_one_holds(
     harness_factory: HarnessFactory,
 ):
-    # Given a flush that may carry no buffer but the due one (max_flush_groups=1)
-    harness = harness_factory(max_flush_groups=1)
+    # Given an office write planned and committed by one round, not yet sent
+    harness = harness_factory(flush_read_limit=1)
     harness.publish(
         [
             resource("c1", "UPSERT", "office", "o2", group="offices"),
@@ -94,15 +98,30 @@ def test_pipeline_relationship_is_held_while_an_unread_group_writes_its_end(
             link("c3", "UPSERT", "o2", {"id": "p2"}, group="links"),
         ]
     )
+    harness.deps.nudge = lambda kind, source, ids: None
+    first = harness.deps.store.read_ready(
+        SOURCE, token="t1", lease_ms=10_000, limit=1, max_bytes=10**6
+    )
+    assert [e.event_id for e in first.events] == ["c1"]
 
-    # When only the relationship's group is flushed, its ends' buffers unread
-    result = flush(harness.deps, SOURCE, ["links"])
+    # When the next rounds read the provider and the relationship meanwhile
+    from worker.flow.flush import plan_round
 
-    # Then nothing is sent: the relationship waits, still pending
-    assert result.events_held == 1
-    assert result.bundles_reserved == 0
-    assert harness.registry.write_log() == []
-    assert event_status(harness.deps, "c3").status == "pending"
+    planned = plan_round(harness.deps, SOURCE, first)
+    statuses = harness.deps.store.commit(
+        SOURCE, first, bundles=[p.commit for p in planned.bundles], rejected=[], now_ms=0
+    )
+    assert statuses is not None
+    assert [s for s, _ in statuses.values()] == ["ready"]
+    flush(harness.deps, SOURCE)
+    flush(harness.deps, SOURCE)
+
+    # Then each was read once and committed in a bundle waiting for the office's, never sent
+    stats = harness.deps.store.client.hgetall(f"ingest:{{{SOURCE}}}:stats")
+    assert int(stats["read"]) == 3
+    assert harness.registry.write_log()[-1]["target"] == "resource"
+    assert event_status(harness.deps, "c3").status == "in_flight"
+    assert not any(w["target"] == "relationship" for w in harness.registry.write_log())
     harness.drain()
     check_against_oracle(harness.deps, harness.registry, SOURCE, harness.stored_events())
 

@@ -1,9 +1,9 @@
-"""Three tickers on one Redis, ticking at once: each due group is dispatched exactly once.
+"""Three tickers on one Redis, ticking at once: each source's due planning is dispatched once.
 
 The tickers are the real `Ticker` (the code the bootstep runs), each with its own Redis client,
 driven from three threads; sending is recorded instead of going to a broker, and no worker runs,
-so nothing flushes the groups: only the lease taken by `claim_due` keeps a second ticker from
-dispatching a group again.
+so nothing plans the sources: only the lease taken by `claim_due` keeps a second ticker from
+dispatching a source's planning again.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ pytestmark = pytest.mark.integration
 TICKERS = 3
 GROUPS = 120
 TICK_FOR_S = 1.5
-"""How long the tickers tick: long enough for every group to be due and taken, shorter than the
-lease, so that a group taken twice can only mean two tickers took it."""
+"""How long the tickers tick: long enough for every source to be due and taken, shorter than the
+lease, so that a source taken twice can only mean two tickers took it."""
 
 
-def test_three_tickers_dispatch_each_due_group_once(redis_url: str) -> None:
+def test_three_tickers_dispatch_each_due_planning_once(redis_url: str) -> None:
     settings = IngestSettings(
         redis_url=SecretStr(redis_url),
         api_key=SecretStr("unused"),
@@ -84,9 +84,10 @@ def test_three_tickers_dispatch_each_due_group_once(redis_url: str) -> None:
     for thread in threads:
         thread.join(TICK_FOR_S + 10)
 
-    # ... every group was dispatched, each exactly once, in messages of at most tick_batch ids.
+    # ... every source's planning was dispatched, each exactly once (one ready log per source,
+    # whatever the groups its events name).
     dispatched = Counter((source, group) for name, source, group in sent if name == FLUSH)
-    expected = {(e["sourceKey"], e["group"]) for e in events}
+    expected = {(e["sourceKey"], "*") for e in events}
     assert set(dispatched) == expected
     assert set(dispatched.values()) == {1}
     assert not any(failed)
@@ -96,8 +97,8 @@ def test_three_tickers_dispatch_each_due_group_once(redis_url: str) -> None:
     publisher.store.client.close()
 
 
-def test_ticker_dispatches_a_group_again_once_its_lease_ends(redis_url: str) -> None:
-    # Given a group taken by one ticker whose message was lost (no worker flushed it) ...
+def test_ticker_dispatches_a_planning_again_once_its_lease_ends(redis_url: str) -> None:
+    # Given a source's planning taken by one ticker whose message was lost (no worker ran it) ...
     settings = IngestSettings(
         redis_url=SecretStr(redis_url),
         api_key=SecretStr("unused"),
@@ -117,8 +118,8 @@ def test_ticker_dispatches_a_group_again_once_its_lease_ends(redis_url: str) -> 
     assert first == {FLUSH: 1}
     taken_at = time.monotonic()
 
-    # ... the same group is dispatched again after the lease, and not before.
+    # ... the same planning is dispatched again after the lease, and not before.
     wait_for(lambda: ticker.tick().sent, timeout_s=5.0)
     assert time.monotonic() - taken_at >= 0.25
-    assert sent == [["hospital-a", ["g-0"]], ["hospital-a", ["g-0"]]]
+    assert sent == [["hospital-a", ["*"]], ["hospital-a", ["*"]]]
     deps.store.client.close()

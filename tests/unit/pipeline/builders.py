@@ -1,4 +1,4 @@
-"""Resolved events and candidates for the pipeline's pure tests."""
+"""Resolved events for the pipeline's pure tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import itertools
 from typing import Any
 
 from worker.domain.events import ChangeEvent
-from worker.domain.keys import key_of, resources_touched
-from worker.flow.holding import Candidate
 
 SOURCE = "src"
 _seq = itertools.count(1)
@@ -30,14 +28,3 @@ def link(action: str = "UPSERT", office: str = "o1", provider: str = "p1", **ext
     if action != "DELETE":
         raw["data"] = {"description": raw["eventId"]}
     return ChangeEvent.model_validate(raw)
-
-
-def candidate(event: ChangeEvent, seq: int, group: str = "g", no_merge: bool = False):
-    key = key_of(event)
-    return Candidate(
-        event, seq, group, str(key), tuple(str(r) for r in resources_touched(key)), no_merge
-    )
-
-
-def candidates(*events: ChangeEvent, group: str = "g") -> list[Candidate]:
-    return [candidate(e, i + 1, group) for i, e in enumerate(events)]

@@ -1,19 +1,17 @@
 """Stored forms: bundle layouts rebuild the bytes planned, events decode to what was published,
-ids are in the Registry's pattern, and the decode cache stays bounded."""
+and ids are in the Registry's pattern."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from api_client.ids import GENERATED_ID_LENGTH, is_resource_id
 from api_client.models import dump_json
 from worker.domain.plan import plan_bundles
+from worker.flow.flush import bundle_locks
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
-from worker.flow.selection import bundle_locks
 from worker.ids import IdSource
-from worker.store.codec import DecodedEvents, compact, event_from_json, event_from_mapping
+from worker.store.codec import compact, event_from_json
 
 from .builders import link, resource
 
@@ -67,21 +65,6 @@ def test_codec_refuses_a_body_it_did_not_write():
         event_from_json('{"eventId": "x"}')
     with pytest.raises(ValueError, match="unreadable"):
         event_from_json("not json")
-
-
-def test_codec_decode_cache_is_bounded_and_keyed_by_seq():
-    cache = DecodedEvents(max_items=2)
-    first = resource()
-    body = json.loads(first.to_json())
-
-    one = cache.get(first.event_id, 1, body)
-    assert cache.get(first.event_id, 1, {}) is one  # from the cache, body not read
-    cache.get("other", 1, json.loads(resource().to_json()))
-    cache.get("third", 1, json.loads(resource().to_json()))
-
-    assert len(cache) == 2
-    assert cache.get(first.event_id, 1, body) is not one  # evicted, decoded again
-    assert event_from_mapping(body) == one
 
 
 def test_codec_compact_drops_nulls_for_lua():

@@ -115,7 +115,7 @@ def test_ingest_celery_deps_are_built_once_per_process(monkeypatch: pytest.Monke
     built: list[IngestSettings] = []
     pid = [100]
 
-    def fake_build_deps(settings: IngestSettings) -> object:
+    def fake_build_deps(settings: IngestSettings, **_: object) -> object:
         built.append(settings)
         return object()
 

@@ -5,7 +5,8 @@
 -- Returns  14 strings per id: code, id, fence, st, task, iss, sent, pn, stale, layout, ev, att,
 --          sat (when it last went `sending`), rcv (times its claimant was found gone, this mode)
 --          code: 'ok' (claimed: fence is the new token), 'busy' (another worker's claim is live),
---          'gone' (no record, or recorded: schedule entries dropped), 'sent' (recover mode: the
+--          'gone' (no record, or recorded: schedule entries dropped), 'wait' (still waiting for
+--          its predecessors: its stray claims entry is dropped), 'sent' (recover mode: the
 --          poll schedule owns it; its claims entry is dropped and its poll kept), 'skip' (poll
 --          mode: not a sent record; its poll entry is dropped)
 --
@@ -34,6 +35,9 @@ for _, id in ipairs(as_list(cfg.ids)) do
     redis.call('ZREM', P .. 'claims', id)
     redis.call('ZREM', P .. 'polls', id)
     emit('gone', id, {})
+  elseif h[1] == 'waiting' then
+    redis.call('ZREM', P .. 'claims', id)
+    emit('wait', id, h)
   elseif (tonumber(h[3]) or 0) > now then
     emit('busy', id, h)
   elseif cfg.mode == 'poll' and h[1] ~= 'sent' then

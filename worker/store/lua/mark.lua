@@ -7,9 +7,11 @@
 --          'release'  planned|sending -> planned: certainly not processed; resubmit at {at}
 --          'unknown'  sending stays sending (outcome unknown): claim dropped, {err} kept, read
 --                     back at {at} (the claims schedule brings it to recovery again)
---          'park'     keep the state, leave the schedules: for the failure handling {err}
+--          'park'     keep the state, leave the schedules: for the failure handling {err}; a
+--                     slow holder from now on (`become_slow` in _lib.lua)
 --          'renew'    extend the claim by claim_ttl
---          'repoll'   sent: next poll at {at}, {stale} once past the deadline, last {status}
+--          'repoll'   sent: next poll at {at}, {stale} once past the deadline (a slow holder from
+--                     then on), last {status}
 -- Returns  one integer per item: 1 done, 0 refused (no record, another fence, or wrong state)
 --
 -- Every write checks the fencing token: a worker whose claim was taken over writes nothing.
@@ -54,6 +56,7 @@ local function apply(item)
     if redis.call('ZADD', P .. 'parked', now, item.id) == 1 then
       redis.call('HINCRBY', P .. 'stats', 'parked', 1)
     end
+    become_slow(item.id, now)
   elseif op == 'renew' then
     if st == 'recorded' then return 0 end
     local expiry = now + cfg.claim_ttl
@@ -70,6 +73,7 @@ local function apply(item)
     if item.stale and h[3] ~= '1' then
       redis.call('HSET', key, 'stale', 1)
       redis.call('HINCRBY', P .. 'stats', 'stale', 1)
+      become_slow(item.id, now)
     end
     redis.call('ZADD', P .. 'polls', item.at, item.id)
     if h[4] then

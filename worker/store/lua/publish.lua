@@ -1,9 +1,9 @@
--- publish.lua: append a batch of validated, resolved events of one source to their buffers.
+-- publish.lua: append a batch of validated, resolved events of one source to its ready log.
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {now, ttl (s), linger, max_age, max_ops, max_bytes (ms / counts),
---                events: [{e, k, tr: [resource keys], ng, b, aid?, ab?, rdn?, rd?: {ref: id},
---                          ru?: {ref: id}}]}
+--                events: [{e, k, tr: [resource keys], g, b, bk?, aid?, ab?, rdn?,
+--                          rd?: {ref: id}, ru?: {ref: id}}]}
 --          (the members of an atomic batch `ab` are contiguous)
 -- ARGV[i+1] the compact JSON body of events[i]
 -- Returns  three strings per event: 'ok', group, seq | 'dup', assigned id, status |
@@ -11,16 +11,17 @@
 --
 -- Per event, atomically: an event id already known (and not a refused publish) is a duplicate
 -- and keeps its first result; a ref it defines must be free or already its own; a ref it uses
--- must still name the id it was resolved to; it joins the buffer that holds its entity (`where`),
--- else its named group; an atomic batch goes whole into one buffer, or is refused whole.
--- Then every touched group's due time moves: linger after the last event, never past first
--- buffered + max age, now when the group reaches the operation or byte cap.
+-- must still name the id it was resolved to; an atomic batch goes in whole, or is refused whole.
+-- Each event gets the next seq and joins the source's ready log (one sorted set, whatever group
+-- it names: a group is a packing preference, never a place an entity must wait in). Then the
+-- source's planning is due: linger after the last event, never past the oldest ready event +
+-- max age, now when the ready log holds a bundle's worth; never postponed once due.
 
 local cfg = cjson.decode(ARGV[1])
 local now = cfg.now
 local out = {}
-local touched = {}
 local events = cfg.events
+local added = 0
 
 local function known(eid)
   local h = redis.call('HMGET', P .. 'ev:' .. eid, 'st', 'stage', 'aid')
@@ -57,14 +58,15 @@ local function refuse(i, field, reason)
   mark_refused(ev.e, err, now, cfg.ttl)
 end
 
-local function apply(i, group)
+local function apply(i)
   local ev = events[i]
   local key = P .. 'ev:' .. ev.e
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('DEL', key) -- a refused publish of this id is reopened from scratch
-  local fields = {'body', ARGV[i + 1], 'st', 'pending', 'seq', seq, 'g', group, 'ng', ev.ng,
-                  'k', ev.k, 'tr', table.concat(as_list(ev.tr), ' '), 'b', ev.b, 'att', 0,
+  local fields = {'body', ARGV[i + 1], 'st', 'pending', 'seq', seq, 'g', ev.g, 'k', ev.k,
+                  'tr', table.concat(as_list(ev.tr), ' '), 'b', ev.b, 'att', 0,
                   'pub', now, 'upd', now}
+  if ev.bk then fields[#fields + 1] = 'bk'; fields[#fields + 1] = 1 end
   if ev.aid then fields[#fields + 1] = 'aid'; fields[#fields + 1] = ev.aid end
   if ev.ab then fields[#fields + 1] = 'ab'; fields[#fields + 1] = ev.ab end
   if ev.rdn then fields[#fields + 1] = 'rd'; fields[#fields + 1] = ev.rdn end
@@ -72,10 +74,10 @@ local function apply(i, group)
   for ref, id in pairs(as_list(ev.rd)) do
     redis.call('SET', P .. 'ref:' .. ref, id, 'EX', cfg.ttl)
   end
-  buffer_add(ev.e, group, seq, ev.k, as_list(ev.tr), ev.b, now)
-  touched[group] = true
+  ready_add(ev.e, seq, ev.b, now)
+  added = added + 1
   out[#out + 1] = 'ok'
-  out[#out + 1] = group
+  out[#out + 1] = ev.g
   out[#out + 1] = tostring(seq)
 end
 
@@ -88,18 +90,14 @@ while i <= #events do
       out[#out + 1] = 'dup'; out[#out + 1] = aid; out[#out + 1] = status
     else
       local field, reason = refs_problem(ev, {})
-      if field then
-        refuse(i, field, reason)
-      else
-        apply(i, redis.call('HGET', P .. 'where', ev.k) or ev.ng)
-      end
+      if field then refuse(i, field, reason) else apply(i) end
     end
     i = i + 1
   else
     -- an atomic batch: decide for every member first, then apply all or refuse all
     local last = i
     while last + 1 <= #events and events[last + 1].ab == ev.ab do last = last + 1 end
-    local dups, problem, holders, holder_count = 0, nil, {}, 0
+    local dups, problem = 0, nil
     local pending_refs = {}
     for j = i, last do
       local member = events[j]
@@ -109,11 +107,6 @@ while i <= #events do
         if field then problem = {field, 'event ' .. member.e .. ': ' .. reason} end
       end
       for ref, id in pairs(as_list(member.rd)) do pending_refs[ref] = id end
-      local holder = redis.call('HGET', P .. 'where', member.k)
-      if holder and not holders[holder] then
-        holders[holder] = true
-        holder_count = holder_count + 1
-      end
     end
     local size = last - i + 1
     if dups == size then
@@ -124,32 +117,26 @@ while i <= #events do
     else
       if dups > 0 then
         problem = {'atomicBatch', 'part of this batch was published before; publish it whole'}
-      elseif holder_count > 1 then
-        local names = {}
-        for name in pairs(holders) do names[#names + 1] = name end
-        table.sort(names)
-        problem = {'atomicBatch', 'its entities are pending in several groups (' ..
-                   table.concat(names, ', ') .. '); publish it again once they have flushed'}
       end
       if problem then
         for j = i, last do refuse(j, problem[1], problem[2]) end
       else
-        local group = next(holders) or ev.ng
-        for j = i, last do apply(j, group) end
+        for j = i, last do apply(j) end
       end
     end
     i = last + 1
   end
 end
 
-for group in pairs(touched) do
-  local v = redis.call('HMGET', P .. 'gstat', 'n|' .. group, 'b|' .. group, 't|' .. group)
+if added > 0 then
+  redis.call('HINCRBY', P .. 'stats', 'published', added)
+  local v = redis.call('HMGET', P .. 'stats', 'buffered', 'rbytes', 'rfirst')
   local n, bytes, first = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or now
   local due = math.min(now + cfg.linger, first + cfg.max_age)
   if n >= cfg.max_ops or bytes >= cfg.max_bytes then due = now end
-  local current = redis.call('ZSCORE', P .. 'due', group)
-  if not (current and tonumber(current) <= now) then -- a group already due is never postponed
-    redis.call('ZADD', P .. 'due', due, group)
+  local current = redis.call('ZSCORE', P .. 'due', '*')
+  if not (current and tonumber(current) <= now) then -- due already: never postponed
+    redis.call('ZADD', P .. 'due', due, '*')
   end
 end
 

@@ -1,0 +1,109 @@
+-- read.lua: take the source's planning lease and read the head of its ready log.
+--
+-- KEYS[1]  source prefix
+-- ARGV[1]  JSON {token, lease (ms), limit: events at most, max_bytes: event bytes at most}
+-- Returns  [meta JSON, events JSON]; events is one JSON array of
+--          [eventId, seq, body (the stored JSON, embedded as is), nm (0|1), k, tr, ab, g] in
+--          seq order; meta = {busy?: true (another planner holds the lease: nothing read),
+--          epoch: the send-back epoch now, bulk: whether these events travel in bulk requests,
+--          more: whether the ready log holds events past these, seq: the source's sequence,
+--          shrink: the source's bundle-size state (`shrink`) or false,
+--          slow?: {key: 'x:<bundle>'|'s:<bundle>'} keys read that a slow bundle holds,
+--          virtual?: {key: bundle} keys read that events blocked behind a slow bundle touch}
+--
+-- One planner per source at a time: the lease (`plock`, the caller's token, expiring after
+-- `lease` ms) is taken here and checked and released by commit.lua; a planner that lost it
+-- commits nothing. The read is a prefix of the log in seq order, cut at the limits (an atomic
+-- batch is never cut: it is read whole or left for the next round) and at the first event of
+-- the other mode (bulk or bundle), so one round plans one kind of request. Its cost does not
+-- depend on how many groups or events reference one resource: one HMGET per event read.
+
+local cfg = cjson.decode(ARGV[1])
+if not redis.call('SET', P .. 'plock', cfg.token, 'NX', 'PX', cfg.lease) then
+  return {cjson.encode({busy = true}), '[]'}
+end
+
+local meta = {epoch = tonumber(redis.call('GET', P .. 'sbepoch') or '0'),
+              seq = tonumber(redis.call('GET', P .. 'seq') or '0'),
+              shrink = redis.call('GET', P .. 'shrink'), more = false, bulk = false}
+-- send-backs before this read are all in the log now: only later ones can stop a commit
+redis.call('DEL', P .. 'sbk')
+
+local parts = {}
+local rowkeys = {} -- per part: the event's entity key and touched resources
+local bytes, count = 0, 0
+local mode = nil
+local batch, batch_start_parts, batch_start_bytes = nil, 0, 0
+local window = math.max(cfg.limit, 64)
+local offset = 0
+local stop = false
+while not stop do
+  local items = redis.call('ZRANGE', P .. 'ready', offset, offset + window - 1, 'WITHSCORES')
+  if #items == 0 then break end
+  for j = 1, #items, 2 do
+    local eid = items[j]
+    local h = redis.call('HMGET', P .. 'ev:' .. eid, 'body', 'nm', 'k', 'tr', 'ab', 'g', 'bk', 'b')
+    local size = tonumber(h[8]) or 0
+    local ab = h[5] or false
+    local bulk = h[7] == '1' and not ab
+    if mode == nil then mode = bulk; meta.bulk = bulk end
+    if ab ~= batch then
+      batch = ab
+      batch_start_parts, batch_start_bytes = #parts, bytes
+    end
+    local full = count > 0 and (count >= cfg.limit or bytes + size > cfg.max_bytes)
+    if bulk ~= mode or (full and not ab) then
+      meta.more = true
+      stop = true
+      break
+    end
+    if full and ab and batch_start_parts > 0 then
+      -- the batch does not fit after what was read: leave it whole for the next round
+      for k = #parts, batch_start_parts + 1, -1 do parts[k] = nil; rowkeys[k] = nil end
+      count = batch_start_parts
+      bytes = batch_start_bytes
+      meta.more = true
+      stop = true
+      break
+    end
+    parts[#parts + 1] = '[' .. cjson.encode(eid) .. ',' .. tostring(tonumber(items[j + 1])) ..
+      ',' .. (h[1] or 'null') .. ',' .. (h[2] == '1' and '1' or '0') .. ',' ..
+      cjson.encode(h[3] or '') .. ',' .. cjson.encode(h[4] or '') .. ',' ..
+      cjson.encode(ab) .. ',' .. cjson.encode(h[6] or '') .. ']'
+    rowkeys[#parts] = {h[3] or '', h[4]}
+    count = count + 1
+    bytes = bytes + size
+  end
+  offset = offset + window
+end
+count = #parts
+
+-- which of the keys read are held by a slow bundle (STALE, parked) or by events blocked behind
+-- one: planning blocks what touches them (see `become_slow` in _lib.lua). Two HMGETs in all.
+if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .. 'hvn') > 0) then
+  local keys, seen = {}, {}
+  for _, row in ipairs(rowkeys) do
+    for _, k in ipairs({row[1], unpack(split(row[2]))}) do
+      if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+    end
+  end
+  local slow, virtual = {}, {}
+  for first = 1, #keys, 500 do
+    local chunk = {unpack(keys, first, math.min(first + 499, #keys))}
+    local held = redis.call('HMGET', P .. 'slowk', unpack(chunk))
+    local counts = redis.call('HMGET', P .. 'hvn', unpack(chunk))
+    for j, k in ipairs(chunk) do
+      if held[j] then slow[k] = held[j] end
+      if tonumber(counts[j] or '0') > 0 then
+        for _, bid in ipairs(redis.call('HKEYS', P .. 'hvb:' .. k)) do
+          if bundle_alive(bid) then virtual[k] = bid; break end
+        end
+      end
+    end
+  end
+  meta.slow = slow
+  meta.virtual = virtual
+end
+redis.call('HINCRBY', P .. 'stats', 'read', count)
+if count == 0 then redis.call('DEL', P .. 'plock') end
+return {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']'}
