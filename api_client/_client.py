@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 import structlog
@@ -146,6 +146,22 @@ class RegistryClient:
         """
         call = self._write("POST", source_path(source_key, "bundle"), request)
         return self._execute(call, parse_bundle_answer, refusal_reader=bundle_refusal)
+
+    def submit_bundle_body(self, source_key: str, body: bytes) -> TaskAccepted | BundleReceipts:
+        """`submit_bundle` for a body already encoded (compact JSON of a `BundleRequest`).
+
+        The bytes are sent as they are: a planner that builds them from encoded operations, and
+        measures them for the 500 KB cap, sends exactly what it measured.
+        """
+        call = Call("POST", source_path(source_key, "bundle"), body=body)
+        return self._execute(call, parse_bundle_answer, refusal_reader=bundle_refusal)
+
+    def submit_bulk_body(
+        self, source_key: str, kind: Literal["resources", "relationships"], body: bytes
+    ) -> TaskAccepted | BulkRejected:
+        """`submit_resource_bulk` or `submit_relationship_bulk` for a body already encoded."""
+        call = Call("POST", source_path(source_key, kind, "bulk"), body=body)
+        return self._execute(call, parse_bulk_answer, refusal_reader=bulk_refusal)
 
     def submit_resource_bulk(
         self, source_key: str, request: ResourceBulkRequest

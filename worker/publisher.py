@@ -159,15 +159,16 @@ def _item(entry: Entry, *, bulk: bool) -> PublishItem:
     event = entry.event
     assert event is not None
     key = key_of(event)
-    body = event.to_json()
+    head, content = event.stored_parts()
     defined = (event.ref, str(event.id)) if event.defines_ref and event.ref is not None else None
     return PublishItem(
         event_id=event.event_id,
-        body=body,
+        head=head,
+        content=content,
         entity=str(key),
         resources=tuple(str(r) for r in resources_touched(key)),
         group=named_group(event),
-        size=len(body.encode("utf-8")),
+        size=len(head.encode("utf-8")) + len(content.encode("utf-8")),
         bulk=bulk,
         assigned_id=event.id if event.generated_id else None,
         atomic_batch=event.atomic_batch,

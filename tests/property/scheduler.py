@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from pydantic import SecretStr
 
-from api_client.models import BundleReceipts, BundleRequest, ErrorBody, dump_json
+from api_client.models import BundleReceipts, ErrorBody
 from emulator.state import SourceState
 from tests.property.oracle import SOURCE, units
 from worker.domain.coalesce import CoalesceMode, Fate
@@ -44,10 +44,10 @@ class FakeRegistry:
     state: SourceState
     requests: int = 0
 
-    def submit_bundle(self, source: str, request: BundleRequest) -> BundleReceipts:
+    def submit_bundle_body(self, source: str, body: bytes) -> BundleReceipts:
         assert source == SOURCE
         self.requests += 1
-        resources, relationships = self.state.apply_bundle(json.loads(dump_json(request)))
+        resources, relationships = self.state.apply_bundle(json.loads(body))
         return BundleReceipts.model_validate(
             {"resourceOperationReceipts": resources, "relationshipOperationReceipts": relationships}
         )
@@ -71,14 +71,15 @@ def settings_for(caps: PlanCaps, mode: CoalesceMode, read_limit: int, redis_url:
 def publish_item(event: ChangeEvent) -> PublishItem:
     """The publish.lua item of a resolved event, as the publisher builds it."""
     key = key_of(event)
-    body = event.to_json()
+    head, content = event.stored_parts()
     return PublishItem(
         event_id=event.event_id,
-        body=body,
+        head=head,
+        content=content,
         entity=str(key),
         resources=tuple(str(r) for r in resources_touched(key)),
         group=event.group or "g",
-        size=len(body.encode()),
+        size=len(head.encode()) + len(content.encode()),
         assigned_id=event.id if event.generated_id else None,
         atomic_batch=event.atomic_batch,
     )

@@ -11,6 +11,7 @@ value (payloads carry health data).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -57,6 +59,7 @@ __all__ = [
     "EventLimits",
     "Problem",
     "Target",
+    "join_stored",
     "parse_event",
     "parse_events",
 ]
@@ -186,6 +189,9 @@ class ChangeEvent(_EventModel):
     occurred_at: datetime | None = None
     atomic_batch: str | None = None
     generated_id: bool = False
+    _content: str | None = PrivateAttr(default=None)
+    """`data` and `contained` as stored (JSON), when the event was read from the store with them
+    left undecoded (`data` and `contained` are then None): planning sends them as they are."""
 
     @field_validator("event_id")
     @classmethod
@@ -242,8 +248,36 @@ class ChangeEvent(_EventModel):
         )
 
     def to_json(self) -> str:
-        """Compact JSON in the public camelCase shape, as stored and handed back."""
+        """Compact JSON in the public camelCase shape, as handed back."""
         return self.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
+
+    @property
+    def stored_content(self) -> str | None:
+        """`data` and `contained` as stored, when read without decoding them (else None)."""
+        return self._content
+
+    def stored_parts(self) -> tuple[str, str]:
+        """The event as stored: (its JSON without `data` and `contained`, the JSON object of
+        those two), so that planning reads the small part and sends the other as it is.
+
+        `join_stored(*event.stored_parts())` is `to_json()` with the keys in another order.
+        """
+        head = self.model_dump_json(
+            by_alias=True, exclude_none=True, exclude_defaults=True, exclude=_CONTENT
+        )
+        content = {name: value for name in ("data", "contained")
+                   if (value := getattr(self, name)) is not None}  # fmt: skip
+        return head, json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+
+
+_CONTENT: Final[set[str]] = {"data", "contained"}
+
+
+def join_stored(head: str, content: str) -> str:
+    """The event JSON from its stored parts (`ChangeEvent.stored_parts`)."""
+    if content == "{}":
+        return head
+    return f"{head[:-1]},{content[1:]}"
 
 
 def _rule_problems(event: ChangeEvent) -> Iterable[Problem]:

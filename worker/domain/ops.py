@@ -2,31 +2,30 @@
 
 An operation is built from its carrier event (the latest) and the action the coalescing table
 chose; every event keeps its publish position and role, so that a receipt can be turned into one
-outcome per event. Sizes are measured with `api_client.models.dump_json`, the client's own
-serializer, so that what the planner counts is what goes on the wire.
+outcome per event. An operation is kept as the JSON it sends (compact, UTF-8), built once from
+the carrier's fields without a model round trip, and a bundle's body is those bytes joined: what
+the planner counts is exactly what goes on the wire (`api_client.models` parses it back, for
+whoever needs the model).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 from api_client.models import (
     Action,
     BundleRequest,
-    EntityRef,
     ErrorType,
-    Meta,
     RelationshipOperation,
-    RelationshipPayload,
     ResourceOperation,
-    ResourcePayload,
     dump_json,
 )
 from worker.domain.coalesce import Role
-from worker.domain.events import ChangeEvent, Endpoint, Target
+from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
 
 Operation = ResourceOperation | RelationshipOperation
@@ -34,6 +33,8 @@ Operation = ResourceOperation | RelationshipOperation
 
 EMPTY_BUNDLE_BYTES: Final = len(dump_json(BundleRequest()))
 """The bytes of a bundle with no operation; each operation adds its own bytes and a comma."""
+
+_COMPACT: Final = {"separators": (",", ":"), "ensure_ascii": False}
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,27 @@ class PlannedOp:
     key: EntityKey
     action: Action
     events: tuple[PlannedEvent, ...]
-    operation: Operation
-    size_bytes: int
+    wire: bytes
+    """The operation exactly as sent: `{"action":...,"<action>":<payload>}`, compact UTF-8."""
     expected_error: ErrorType | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        """Its bytes in a request (a comma apart)."""
+        return len(self.wire)
+
+    @cached_property
+    def operation(self) -> Operation:
+        """The operation as the client's model (parsed from the bytes sent; off the hot path)."""
+        if isinstance(self.key, ResourceKey):
+            return ResourceOperation.model_validate_json(self.wire)
+        return RelationshipOperation.model_validate_json(self.wire)
+
+    @cached_property
+    def payload(self) -> Mapping[str, Any]:
+        """The payload sent (its `data`, `contained`...), decoded (off the hot path)."""
+        decoded: dict[str, Any] = json.loads(self.wire)[self.action.value.lower()]
+        return decoded
 
     @property
     def target(self) -> Target:
@@ -110,47 +129,90 @@ def is_merged_delete(op: PlannedOp) -> bool:
     return op.action is Action.DELETE and len(op.events) > 1
 
 
-def _meta(event: ChangeEvent) -> Meta | None:
-    return None if event.meta is None else Meta.model_validate(event.meta)
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
-def _ref(endpoint: Endpoint | None) -> EntityRef:
-    if endpoint is None or endpoint.id is None:
-        raise ValueError("relationship end: unresolved; assign ids before planning")
-    return EntityRef(id=endpoint.id, type=endpoint.type)
+def payload_of(carrier: ChangeEvent, action: Action) -> dict[str, Any]:
+    """The Registry payload sending `carrier` under `action`, as plain JSON values.
 
-
-def build_operation(carrier: ChangeEvent, action: Action) -> Operation:
-    """The Registry operation sending `carrier`'s payload under `action`.
+    Shaped as the client's models dump it (camelCase, no nulls outside `data` and `contained`),
+    so the Registry reads what `api_client.models` would have sent.
 
     Raises:
-        ValueError: the event is unresolved, or a write carries no data.
+        ValueError: the event is unresolved, or a resource write carries no data.
     """
     key = key_of(carrier)
     if isinstance(key, ResourceKey):
         if action is Action.DELETE:
-            return ResourceOperation.for_delete(key.id, key.type)
+            return {"id": key.id, "type": key.type}
         if carrier.data is None:
             raise ValueError("data: a resource CREATE or UPSERT needs data")
-        payload = ResourcePayload(
-            type=key.type,
-            id=key.id,
-            data=carrier.data,
-            contained=carrier.contained,
-            meta=_meta(carrier),
+        payload: dict[str, Any] = {"type": key.type, "id": key.id, "data": carrier.data}
+        if carrier.contained is not None:
+            payload["contained"] = carrier.contained
+    else:
+        payload = {
+            "type": key.type,
+            "from": {"id": key.from_id, "type": key.from_type},
+            "to": {"id": key.to_id, "type": key.to_type},
+        }
+        if action is Action.DELETE:
+            return payload
+        if carrier.data is not None:
+            payload["data"] = carrier.data
+    if carrier.meta is not None:
+        payload["meta"] = _without_none(carrier.meta)
+    return payload
+
+
+def _payload_from_stored(carrier: ChangeEvent, action: Action, content: str, key: EntityKey) -> str:
+    """`payload_of` as JSON, joined from the stored `data`/`contained` JSON without decoding it.
+
+    The same text as `json.dumps(payload_of(...))`: the keys in the same order, and type keys and
+    ids need no escaping (they match ASCII patterns without quotes or backslashes).
+    """
+    if isinstance(key, ResourceKey):
+        if action is Action.DELETE:
+            return f'{{"id":"{key.id}","type":"{key.type}"}}'
+        if not content.startswith('{"data":'):
+            raise ValueError("data: a resource CREATE or UPSERT needs data")
+        head = f'{{"type":"{key.type}","id":"{key.id}"'
+    else:
+        ends = (
+            f'"from":{{"id":"{key.from_id}","type":"{key.from_type}"}},'
+            f'"to":{{"id":"{key.to_id}","type":"{key.to_type}"}}'
         )
-        if action is Action.CREATE:
-            return ResourceOperation.for_create(payload)
-        return ResourceOperation.for_upsert(payload)
-    from_, to = _ref(carrier.from_), _ref(carrier.to)
-    if action is Action.DELETE:
-        return RelationshipOperation.for_delete(key.type, from_, to)
-    rel_payload = RelationshipPayload(
-        type=key.type, from_=from_, to=to, data=carrier.data, meta=_meta(carrier)
-    )
-    if action is Action.CREATE:
-        return RelationshipOperation.for_create(rel_payload)
-    return RelationshipOperation.for_upsert(rel_payload)
+        head = f'{{"type":"{key.type}",{ends}'
+        if action is Action.DELETE:
+            return head + "}"
+    body = head if content == "{}" else f"{head},{content[1:-1]}"
+    if carrier.meta is not None:
+        body += ',"meta":' + json.dumps(_without_none(carrier.meta), **_COMPACT)  # type: ignore[arg-type]
+    return body + "}"
+
+
+def operation_json(carrier: ChangeEvent, action: Action, key: EntityKey | None = None) -> bytes:
+    """The operation sending `carrier`'s payload under `action`, as the bytes sent.
+
+    An event read from the store keeps its `data` and `contained` as stored JSON, which goes into
+    the operation as it is (`_payload_from_stored`); a planner never decodes nor encodes them.
+    `key` is the carrier's, when the caller has it already.
+
+    Raises:
+        ValueError: the event is unresolved, or a resource write carries no data.
+    """
+    content = carrier.stored_content
+    if content is not None:
+        payload = _payload_from_stored(carrier, action, content, key or key_of(carrier))
+    else:
+        payload = json.dumps(payload_of(carrier, action), **_COMPACT)  # type: ignore[arg-type]
+    name = action.value
+    return f'{{"action":"{name}","{name.lower()}":{payload}}}'.encode()
 
 
 def plan_op(
@@ -158,13 +220,12 @@ def plan_op(
 ) -> PlannedOp:
     """A planned operation over `events` (publish order; the last is the carrier)."""
     carrier = events[-1].event
-    operation = build_operation(carrier, action)
+    key = key_of(carrier)
     return PlannedOp(
-        key=key_of(carrier),
+        key=key,
         action=action,
         events=events,
-        operation=operation,
-        size_bytes=len(dump_json(operation)),
+        wire=operation_json(carrier, action, key),
         expected_error=expected_error,
     )
 
@@ -175,25 +236,36 @@ def bundle_bytes(resource_sizes: list[int], relationship_sizes: list[int]) -> in
     return total + max(len(resource_sizes) - 1, 0) + max(len(relationship_sizes) - 1, 0)
 
 
-def bundle_request(
-    resource_ops: Sequence[PlannedOp], relationship_ops: Sequence[PlannedOp]
-) -> BundleRequest:
-    """The request that sends these operations, each list in order.
+def bundle_body(resource_ops: Sequence[PlannedOp], relationship_ops: Sequence[PlannedOp]) -> bytes:
+    """The body that sends these operations, each list in order: their bytes joined.
 
     Raises:
         TypeError: an operation of the wrong kind in a list.
     """
-    resources: list[ResourceOperation] = []
     for op in resource_ops:
-        if not isinstance(op.operation, ResourceOperation):
+        if not isinstance(op.key, ResourceKey):
             raise TypeError(f"{op.key}: a relationship operation among the resource operations")
-        resources.append(op.operation)
-    relationships: list[RelationshipOperation] = []
     for op in relationship_ops:
-        if not isinstance(op.operation, RelationshipOperation):
+        if not isinstance(op.key, RelationshipKey):
             raise TypeError(f"{op.key}: a resource operation among the relationship operations")
-        relationships.append(op.operation)
-    return BundleRequest(resource_operations=resources, relationship_operations=relationships)
+    return (
+        b'{"resourceOperations":['
+        + b",".join(op.wire for op in resource_ops)
+        + b'],"relationshipOperations":['
+        + b",".join(op.wire for op in relationship_ops)
+        + b"]}"
+    )
+
+
+def bundle_request(
+    resource_ops: Sequence[PlannedOp], relationship_ops: Sequence[PlannedOp]
+) -> BundleRequest:
+    """The bundle as the client's model (parsed from its body; off the hot path).
+
+    Raises:
+        TypeError: an operation of the wrong kind in a list.
+    """
+    return BundleRequest.model_validate_json(bundle_body(resource_ops, relationship_ops))
 
 
 def relationship_ends(key: EntityKey) -> tuple[ResourceKey, ...]:

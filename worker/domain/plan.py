@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
-from api_client.models import BundleRequest, ErrorType, dump_json
+from api_client.models import BundleRequest, ErrorType
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Problem, Target
 from worker.domain.keys import EntityKey, key_of
@@ -28,7 +29,7 @@ from worker.domain.ops import (
     EMPTY_BUNDLE_BYTES,
     PlannedEvent,
     PlannedOp,
-    bundle_request,
+    bundle_body,
     is_merged_delete,
     relationship_ends,
 )
@@ -78,9 +79,19 @@ class BundlePlan:
     index: int
     resource_ops: tuple[PlannedOp, ...]
     relationship_ops: tuple[PlannedOp, ...]
-    request: BundleRequest
-    size_bytes: int
+    body: bytes
+    """The request exactly as sent."""
     isolated: bool = False
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of the request sent."""
+        return len(self.body)
+
+    @cached_property
+    def request(self) -> BundleRequest:
+        """The request as the client's model (parsed from its body; off the hot path)."""
+        return BundleRequest.model_validate_json(self.body)
 
     @property
     def ops(self) -> tuple[PlannedOp, ...]:
@@ -206,25 +217,21 @@ def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Reje
 
 
 def bundle_of_ops(index: int, ops: Sequence[PlannedOp], *, isolated: bool = False) -> BundlePlan:
-    """A bundle sending `ops` (resource operations first), measured with `dump_json`.
+    """A bundle sending `ops` (resource operations first).
 
     Used for the halves of a bisected bundle; check the result with `validate_plan`.
     """
     resource_ops = tuple(op for op in ops if op.target is Target.RESOURCE)
     relationship_ops = tuple(op for op in ops if op.target is Target.RELATIONSHIP)
-    request = bundle_request(resource_ops, relationship_ops)
-    size = len(dump_json(request))
-    return BundlePlan(index, resource_ops, relationship_ops, request, size, isolated)
+    body = bundle_body(resource_ops, relationship_ops)
+    return BundlePlan(index, resource_ops, relationship_ops, body, isolated)
 
 
 def _bundle(index: int, bin_: _Bin, caps: PlanCaps) -> BundlePlan:
     bundle = bundle_of_ops(index, bin_.resource_ops + bin_.relationship_ops, isolated=bin_.isolated)
     if bundle.size_bytes != bin_.size or bundle.size_bytes > caps.max_bytes:
         raise PlanError(
-            [
-                f"bundle {index}: counted {bin_.size} bytes but dump_json gives "
-                f"{bundle.size_bytes}; the serializer no longer writes compact JSON"
-            ]
+            [f"bundle {index}: counted {bin_.size} bytes but the body is {bundle.size_bytes}"]
         )
     return bundle
 

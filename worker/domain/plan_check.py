@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from itertools import pairwise
 
-from api_client.models import Action, dump_json
+from api_client.models import Action
 from worker.domain.coalesce import CoalesceMode, Role, coalesce_actions, meta_carried
 from worker.domain.keys import EntityKey, RelationshipKey, key_of
-from worker.domain.ops import PlannedOp, build_operation, bundle_request
+from worker.domain.ops import PlannedOp, bundle_body, operation_json
 from worker.domain.plan import Plan, PlanCaps, PlanError
 
 
@@ -37,19 +37,16 @@ def _bundle_problems(plan: Plan, caps: PlanCaps) -> Iterator[str]:
             yield f"{where}: holds no operation"
         if len(bundle.ops) > caps.max_operations:
             yield f"{where}: {len(bundle.ops)} operations; the cap is {caps.max_operations}"
-        size = len(dump_json(bundle.request))
-        if size > caps.max_bytes:
-            yield f"{where}: {size} bytes as sent; the cap is {caps.max_bytes}"
-        if size != bundle.size_bytes:
-            yield f"{where}: records {bundle.size_bytes} bytes, but the request is {size}"
+        if len(bundle.body) > caps.max_bytes:
+            yield f"{where}: {len(bundle.body)} bytes as sent; the cap is {caps.max_bytes}"
         if bundle.isolated and len(bundle.ops) != 1:
             yield f"{where}: isolated, yet holds {len(bundle.ops)} operations"
         try:
-            expected = bundle_request(bundle.resource_ops, bundle.relationship_ops)
+            expected = bundle_body(bundle.resource_ops, bundle.relationship_ops)
         except TypeError as exc:
             yield f"{where}: {exc}"
         else:
-            if expected != bundle.request:
+            if expected != bundle.body:
                 yield f"{where}: the request does not hold exactly its planned operations"
         for name, ops, relationship in (
             ("resource", bundle.resource_ops, False),
@@ -88,7 +85,7 @@ def op_problems(source: str, mode: CoalesceMode, op: PlannedOp, where: str) -> I
         yield f"{where}: a superseded event names meta its carrier does not (it would be lost)"
     if len(op.events) > 1 and any(e.event.atomic_batch for e in op.events):
         yield f"{where}: an atomic batch event is merged with another event"
-    if build_operation(op.carrier.event, op.action) != op.operation:
+    if operation_json(op.carrier.event, op.action, op.key) != op.wire:
         yield f"{where}: the operation is not its carrier's payload under {op.action}"
 
 

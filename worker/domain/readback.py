@@ -67,11 +67,9 @@ def submission_ops(submission: Submission) -> tuple[PlannedOp, ...]:
 
 
 def _sent_body(op: PlannedOp) -> Mapping[str, Any]:
-    payload = op.operation.create or op.operation.upsert
-    if payload is None:
+    if op.action is Action.DELETE:
         return {}
-    dumped: dict[str, Any] = payload.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return dumped
+    return op.payload
 
 
 def op_applied(op: PlannedOp, seen: Seen) -> bool:

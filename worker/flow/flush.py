@@ -145,7 +145,7 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
     blocked = [BlockedEvent(event_id, bundle) for event_id, bundle in behind.items()]
     if not read:
         return Round([], [], blocked)
-    events = [event_from_mapping(e.body) for e in read]
+    events = [event_from_mapping(e.body, e.content) for e in read]
     no_merge = {e.event_id for e in read if e.no_merge}
     groups = {e.event_id: e.group for e in read}
     seqs = {e.event_id: e.seq for e in read}

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from api_client import APIError, RegistryError
-from api_client.models import BundleReceipts, ErrorBody, dump_json
+from api_client.models import BundleReceipts, ErrorBody
 from worker.domain.bisection import bisect_refused
 from worker.domain.coalesce import Fate
-from worker.domain.events import Target
-from worker.domain.ops import PlannedOp, bundle_request
+from worker.domain.ops import PlannedOp
 from worker.domain.outcomes import EventOutcome, Outcomes, outcomes_from_receipts
-from worker.domain.plan import BundlePlan
+from worker.domain.plan import BundlePlan, bundle_of_ops
 from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.deps import Deps
 
@@ -61,10 +60,7 @@ def refusal_error(error: APIError) -> ErrorBody:
 
 def half_bundle(ops: tuple[PlannedOp, ...], *, isolated: bool) -> BundlePlan:
     """A bundle of some of a refused bundle's operations, in their order, ready to send."""
-    resource_ops = tuple(op for op in ops if op.target is Target.RESOURCE)
-    relationship_ops = tuple(op for op in ops if op.target is not Target.RESOURCE)
-    request = bundle_request(resource_ops, relationship_ops)
-    return BundlePlan(0, resource_ops, relationship_ops, request, len(dump_json(request)), isolated)
+    return bundle_of_ops(0, ops, isolated=isolated)
 
 
 @dataclass(frozen=True)
@@ -132,7 +128,7 @@ def bisect_outcomes(
         keep_claim()
         requests += 1
         try:
-            answer = deps.client.submit_bundle(source, item.plan.request)
+            answer = deps.client.submit_bundle_body(source, item.plan.body)
         except APIError as exc:
             if not is_refused_whole(exc, item.plan):
                 return Bisected(Outcomes(()), requests, f"a half was refused: {exc}")

@@ -13,12 +13,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from api_client.models import Action, dump_json
-from worker.domain.bulk import BulkRequestPlan, bulk_request
+from api_client.models import Action
+from worker.domain.bulk import BulkRequestPlan, bulk_body
 from worker.domain.coalesce import Role
 from worker.domain.events import ChangeEvent, Target
-from worker.domain.ops import PlannedEvent, PlannedOp, bundle_request, plan_op
-from worker.domain.plan import BundlePlan
+from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
+from worker.domain.plan import BundlePlan, bundle_of_ops
 
 __all__ = [
     "LayoutError",
@@ -99,8 +99,5 @@ def rebuild_bundle(layout: str, events: Mapping[str, ChangeEvent]) -> Sendable:
         ops = resource_ops if target is Target.RESOURCE else relationship_ops
         if not ops or (resource_ops and relationship_ops):
             raise LayoutError("bulk layout: one kind of operations, at least one")
-        body = bulk_request(target, ops)
-        return BulkRequestPlan(0, target, ops, body, len(dump_json(body)))
-    request = bundle_request(resource_ops, relationship_ops)
-    size = len(dump_json(request))
-    return BundlePlan(0, resource_ops, relationship_ops, request, size, isolated)
+        return BulkRequestPlan(0, target, ops, bulk_body(target, ops))
+    return bundle_of_ops(0, resource_ops + relationship_ops, isolated=isolated)

@@ -6,13 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from api_client import IssuedBy
-from api_client.models import (
-    BulkRejected,
-    BundleReceipts,
-    RelationshipBulkRequest,
-    ResourceBulkRequest,
-    TaskAccepted,
-)
+from api_client.models import BulkRejected, BundleReceipts, TaskAccepted
 from worker.domain.bulk import BulkPlan, BulkRequestPlan, validate_bulk_plan
 from worker.domain.events import Target
 from worker.domain.plan import Plan
@@ -34,13 +28,12 @@ def validate_sendable(deps: Deps, source: str, plan: Sendable) -> None:
 
 
 def send(deps: Deps, source: str, plan: Sendable) -> TaskAccepted | BundleReceipts | BulkRejected:
-    """Send a bundle, or a bulk request through the endpoint of its kind."""
-    request = plan.request
-    if isinstance(request, ResourceBulkRequest):
-        return deps.client.submit_resource_bulk(source, request)
-    if isinstance(request, RelationshipBulkRequest):
-        return deps.client.submit_relationship_bulk(source, request)
-    return deps.client.submit_bundle(source, request)
+    """Send a bundle, or a bulk request through the endpoint of its kind: the planned bytes."""
+    if isinstance(plan, BulkRequestPlan):
+        if plan.target is Target.RESOURCE:
+            return deps.client.submit_bulk_body(source, "resources", plan.body)
+        return deps.client.submit_bulk_body(source, "relationships", plan.body)
+    return deps.client.submit_bundle_body(source, plan.body)
 
 
 def issuer_of(plan: Sendable) -> IssuedBy:

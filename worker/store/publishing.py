@@ -119,7 +119,8 @@ class StorePublish(StoreBase):
 def publish_args(
     settings: IngestSettings, source: str, batch: Sequence[PublishItem], now_ms: int
 ) -> list[str]:
-    """publish.lua's ARGV for one source: its settings and items, then each event's body."""
+    """publish.lua's ARGV for one source: its settings and items, then each event's two stored
+    parts (head, content)."""
     meta = {
         "source": source,
         "now": now_ms,
@@ -130,7 +131,7 @@ def publish_args(
         "max_bytes": settings.max_bundle_bytes,
         "events": [_publish_item(item) for item in batch],
     }
-    return [compact(meta), *(item.body for item in batch)]
+    return [compact(meta), *(part for item in batch for part in (item.head, item.content))]
 
 
 def _publish_item(item: PublishItem) -> dict[str, Any]:

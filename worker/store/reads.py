@@ -7,6 +7,7 @@ from typing import Final
 
 from redis.exceptions import ResponseError
 
+from worker.domain.events import join_stored
 from worker.store import keys
 from worker.store.base import StoreBase, to_int
 from worker.store.codec import text
@@ -70,15 +71,15 @@ class StoreReads(StoreBase):
     # -- reads ------------------------------------------------------------------------------------
 
     def event_bodies(self, source: str, event_ids: Sequence[str]) -> dict[str, str]:
-        """The stored bodies of these events (missing ones left out); one round trip."""
+        """The stored events' JSON (missing ones left out); one round trip."""
         names = keys.SourceKeys(source)
         pipe = self.client.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.hget(names.event(event_id), "body")
+            pipe.hmget(names.event(event_id), "h", "d")
         return {
-            event_id: text(body)
-            for event_id, body in zip(event_ids, pipe.execute(), strict=True)
-            if body is not None
+            event_id: join_stored(text(head), text(content) or "{}")
+            for event_id, (head, content) in zip(event_ids, pipe.execute(), strict=True)
+            if head is not None
         }
 
     def event_attempts(self, source: str, event_ids: Sequence[str]) -> dict[str, int]:

@@ -14,7 +14,10 @@ class PublishItem:
     """One validated, resolved event to append to the ready log."""
 
     event_id: str
-    body: str
+    head: str
+    """The event's JSON without `data` and `contained` (`ChangeEvent.stored_parts`)."""
+    content: str
+    """The JSON object of its `data` and `contained` ("{}" when it has neither)."""
     entity: str
     resources: tuple[str, ...]
     group: str
@@ -49,7 +52,9 @@ class ReadEvent:
     event_id: str
     seq: int
     body: Mapping[str, Any]
-    """The stored event, decoded once with the whole read."""
+    """The stored event without `data` and `contained`, decoded once with the whole read."""
+    content: str
+    """Its `data` and `contained` as stored JSON, never decoded by planning."""
     entity: str
     resources: tuple[str, ...]
     group: str = ""

@@ -59,18 +59,21 @@ class Store(StorePublish, StoreReads, StoreSizing):
         meta = json.loads(text(reply[0]))
         if meta.get("busy"):
             return ReadRound(busy=True)
+        rows = json.loads(text(reply[1]))
+        contents = [text(c) for c in reply[2:]]
         events = tuple(
             ReadEvent(
                 event_id=eid,
                 seq=int(seq),
-                body=body,
+                body=head,
+                content=content,
                 entity=entity,
                 resources=tuple(resources.split()),
                 group=group,
                 no_merge=bool(no_merge),
             )
-            for eid, seq, body, no_merge, entity, resources, _batch, group in json.loads(
-                text(reply[1])
+            for (eid, seq, head, no_merge, entity, resources, _batch, group), content in zip(
+                rows, contents, strict=True
             )
         )
         return ReadRound(

@@ -112,14 +112,15 @@ def link(
 def item(event: ChangeEvent, **overrides: Any) -> PublishItem:
     """The publish.lua item for a resolved event (as the publisher builds it)."""
     key = key_of(event)
-    body = event.to_json()
+    head, content = event.stored_parts()
     values: dict[str, Any] = {
         "event_id": event.event_id,
-        "body": body,
+        "head": head,
+        "content": content,
         "entity": str(key),
         "resources": tuple(str(r) for r in resources_touched(key)),
         "group": named_group(event),
-        "size": len(body.encode()),
+        "size": len(head.encode()) + len(content.encode()),
         "atomic_batch": event.atomic_batch,
     }
     values.update(overrides)

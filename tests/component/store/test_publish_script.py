@@ -34,14 +34,15 @@ def test_publish_appends_events_to_the_ready_log_in_seq_order(store, client, nam
     assert stored["k"] == "rel:src-a:provider-office:office:o1:provider:p1"
     assert set(stored["tr"].split()) == {"res:src-a:office:o1", "res:src-a:provider:p1"}
     assert "bk" not in stored
-    size_a = len(first.to_json().encode())
+    size_a = sum(len(part.encode()) for part in first.stored_parts())
     assert client.hmget(names.stats, "buffered", "rbytes", "rfirst", "published") == [
         "2",
         str(size_a + 40),
         str(NOW),
         "2",
     ]
-    assert json.loads(client.hget(names.event("a"), "body"))["eventId"] == "a"
+    assert json.loads(client.hget(names.event("a"), "h"))["eventId"] == "a"
+    assert json.loads(client.hget(names.event("a"), "d")) == {"data": {"name": "a"}}
     assert client.ttl(names.event("a")) == -1  # pending work never expires
     assert client.smembers(SOURCES) == {SOURCE}
 
@@ -56,7 +57,7 @@ def test_publish_duplicate_event_id_keeps_its_first_result(store, client, names)
     assert again[0].assigned_id == "gen1"
     assert again[0].status == "pending"
     assert client.zcard(names.ready) == 1
-    assert json.loads(client.hget(names.event("c"), "body"))["id"] == "gen1"
+    assert json.loads(client.hget(names.event("c"), "h"))["id"] == "gen1"
     assert client.hget(names.stats, "published") == "1"
 
 
@@ -105,7 +106,7 @@ def test_publish_ref_resolved_to_another_id_is_refused(store, client, names):
 
     assert replies[0].kind == "err"
     refused = client.hgetall(names.event("l1"))  # only the mark of a refusal: status, error
-    assert (refused["st"], refused["stage"], "body" in refused) == (
+    assert (refused["st"], refused["stage"], "h" in refused) == (
         "dead_lettered",
         "publish",
         False,

@@ -82,7 +82,7 @@ def test_publish_assigns_ids_resolves_refs_and_returns_the_first_id_again(store,
 
     assert again.duplicates[0].assigned_id == assigned
     assert again.accepted == []
-    body = json.loads(client.hget(SourceKeys(SOURCE).event("l1"), "body"))
+    body = json.loads(store.event_bodies(SOURCE, ["l1"])["l1"])
     assert body["to"] == {"type": "provider", "id": assigned}
     assert event_status(store, "c1").assigned_id == assigned
 
@@ -126,7 +126,8 @@ def test_publish_atomic_call_goes_in_whole_under_one_batch_id(store, client):
     report = publish(store, [upsert("a1"), upsert("a2", id_="p2")], atomic=True)
 
     assert len(report.accepted) == 2
-    bodies = [json.loads(client.hget(SourceKeys(SOURCE).event(e), "body")) for e in ("a1", "a2")]
+    stored = store.event_bodies(SOURCE, ["a1", "a2"])
+    bodies = [json.loads(stored[e]) for e in ("a1", "a2")]
     assert bodies[0]["atomicBatch"] == bodies[1]["atomicBatch"]
 
 

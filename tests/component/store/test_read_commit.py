@@ -592,19 +592,21 @@ def test_dissolved_bundle_gives_its_holds_back_to_predecessors_still_in_flight(
 def office_link(i: int) -> PublishItem:
     """A link from office o1 to provider p<i>, naming one of 2,000 groups (built without
     validation: 20,000 of them)."""
-    body = json.dumps(
+    head = json.dumps(
         {"eventId": f"l{i}", "sourceKey": SOURCE, "target": "relationship", "action": "UPSERT",
          "type": "provider-office", "from": {"type": "office", "id": "o1"},
-         "to": {"type": "provider", "id": f"p{i}"}, "data": {"description": "x"}},
+         "to": {"type": "provider", "id": f"p{i}"}},
         separators=(",", ":"),
     )  # fmt: skip
+    content = '{"data":{"description":"x"}}'
     return PublishItem(
         event_id=f"l{i}",
-        body=body,
+        head=head,
+        content=content,
         entity=f"rel:src-a:provider-office:office:o1:provider:p{i}",
         resources=(O1, f"res:src-a:provider:p{i}"),
         group=f"g{i % 2000}",
-        size=len(body),
+        size=len(head) + len(content),
     )
 
 

@@ -14,7 +14,6 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from api_client.models import BundleRequest, dump_json
 from emulator.auth import API_KEY_HEADER
 from emulator.config import EmulatorConfig, SourceMode
 from worker.flow.recover import recover
@@ -92,15 +91,15 @@ def _read_backs(harness: Harness) -> int:
 def _die_mid_request(harness: Harness) -> None:
     """Flush the batch in a worker that dies once its bundle is `sending`."""
     client = harness.deps.client
-    original = client.submit_bundle
+    original = client.submit_bundle_body
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("worker killed mid-request")
 
-    client.submit_bundle = crash  # type: ignore[method-assign]
+    client.submit_bundle_body = crash  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         flush(harness.deps, SOURCE, ["batch"])
-    client.submit_bundle = original  # type: ignore[method-assign]
+    client.submit_bundle_body = original  # type: ignore[method-assign]
 
 
 def _no_dead_letters(harness: Harness) -> None:
@@ -162,22 +161,22 @@ def test_readback_resent_create_and_delete_refused_as_already_done_count_as_appl
     _prepare(harness)
     harness.add_fault({"route": "bundle", "times": 1, "effect": {"kind": "drop"}})
     client = harness.deps.client
-    original = client.submit_bundle
-    calls: list[BundleRequest] = []
+    original = client.submit_bundle_body
+    calls: list[bytes] = []
 
-    def late_landing(source: str, request: BundleRequest) -> Any:
-        calls.append(request)
+    def late_landing(source: str, body: bytes) -> Any:
+        calls.append(body)
         if len(calls) == 2:
             answer = httpx.post(
                 f"{harness.server.url}/sources/{source}/v1/bundle",
-                content=dump_json(request),
+                content=body,
                 headers={API_KEY_HEADER: KEY, "content-type": "application/json"},
             )
             assert answer.status_code in (200, 202), answer.text
-            run_due(harness.deps)  # nothing else of the source moves meanwhile (locks held)
-        return original(source, request)
+            run_due(harness.deps)  # nothing else of the source moves meanwhile (holds kept)
+        return original(source, body)
 
-    client.submit_bundle = late_landing  # type: ignore[method-assign,assignment]
+    client.submit_bundle_body = late_landing  # type: ignore[method-assign,assignment]
     harness.publish(changes())
 
     harness.drain(deadline_s=20)

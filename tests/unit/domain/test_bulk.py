@@ -12,7 +12,7 @@ from worker.domain.bulk import (
     EMPTY_BULK_BYTES,
     BulkCaps,
     BulkPlan,
-    bulk_request,
+    bulk_body,
     plan_bulk,
     validate_bulk_plan,
 )
@@ -124,8 +124,7 @@ def test_validate_bulk_plan_refuses_two_operations_on_one_entity_in_a_request():
     plan = plan_bulk([res(C, "office", "o1"), res(D, "office", "o1")])
     first, second = plan.requests
     ops = first.ops + second.ops
-    body = bulk_request(Target.RESOURCE, ops)
-    merged = replace(first, ops=ops, request=body, size_bytes=len(dump_json(body)))
+    merged = replace(first, ops=ops, body=bulk_body(Target.RESOURCE, ops))
     with pytest.raises(PlanError, match="two operations on res:src:office:o1"):
         validate_bulk_plan(replace(plan, requests=(merged,)), BulkCaps())
 

@@ -51,7 +51,8 @@ class FakeClient:
     answer: Any = None
     sent: list[list[str]] = field(default_factory=list)
 
-    def submit_bundle(self, source: str, request: BundleRequest) -> Any:
+    def submit_bundle_body(self, source: str, body: bytes) -> Any:
+        request = BundleRequest.model_validate_json(body)
         ids = ids_of(request)
         self.sent.append(ids)
         if isinstance(self.answer, Exception):

@@ -3,6 +3,8 @@ and ids are in the Registry's pattern."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from api_client.ids import GENERATED_ID_LENGTH, is_resource_id
@@ -11,7 +13,7 @@ from worker.domain.plan import plan_bundles
 from worker.flow.flush import bundle_locks
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
 from worker.ids import IdSource
-from worker.store.codec import compact, event_from_json
+from worker.store.codec import compact, event_from_json, event_from_mapping
 
 from .builders import link, resource
 
@@ -87,3 +89,22 @@ def test_ids_are_registry_ids_ordered_by_time():
 def test_ids_from_the_default_source_do_not_repeat():
     source = IdSource()
     assert len({source() for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        resource("CREATE", id_="p1", generatedId=True, meta={"createdAt": "2024-01-01T00:00:00Z"}),
+        link(group="g", occurredAt="2024-01-01T00:00:00Z", atomicBatch="B"),
+        resource("DELETE", id_="p2"),
+    ],
+)
+def test_codec_fast_construct_makes_the_model_construct_instance(event):
+    raw = json.loads(event.to_json())
+    decoded = event_from_mapping(raw)
+    reference = type(event).model_construct(**dict(decoded.__dict__))
+
+    assert decoded == reference == event
+    assert decoded.model_fields_set == reference.model_fields_set
+    assert decoded.to_json() == event.to_json()
+    assert decoded.from_ == event.from_

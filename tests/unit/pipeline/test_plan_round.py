@@ -35,8 +35,9 @@ def round_of(*events: ChangeEvent, bulk: bool = False) -> ReadRound:
     read = []
     for seq, event in enumerate(events, start=1):
         key = key_of(event)
+        head, content = event.stored_parts()
         read.append(
-            ReadEvent(event.event_id, seq, json.loads(event.to_json()), str(key),
+            ReadEvent(event.event_id, seq, json.loads(head), content, str(key),
                       tuple(str(r) for r in resources_touched(key)), event.group or "g")
         )  # fmt: skip
     return ReadRound(events=tuple(read), token="t", bulk=bulk)

@@ -4,7 +4,9 @@
 -- Key suffixes mirror worker/store/keys.py.
 --
 -- Event hash fields (ev:<eventId>):
---   body  compact JSON of the resolved event     st    pending|in_flight|applied|coalesced|dead_lettered
+--   h     the resolved event's JSON without data and contained
+--   d     the JSON object of its data and contained ('{}': neither); the event is join(h, d)
+--                                                 st    pending|in_flight|applied|coalesced|dead_lettered
 --   seq   publish sequence                        g     group it named (a packing preference)
 --   bk    1: published in bulk mode               k     entity key
 --   tr    resources it touches, space-separated   b     bytes of body
@@ -24,6 +26,13 @@ local function split(text)
     for word in string.gmatch(text, '%S+') do out[#out + 1] = word end
   end
   return out
+end
+
+-- The event's JSON from its two stored parts (see h and d above).
+local function stored_body(head, content)
+  if not head then return nil end
+  if not content or content == '{}' then return head end
+  return string.sub(head, 1, -2) .. ',' .. string.sub(content, 2)
 end
 
 local function as_list(value)

@@ -112,13 +112,14 @@ end
 
 for _, r in ipairs(as_list(cfg.rejects)) do
   local key = P .. 'ev:' .. r.e
-  local h = redis.call('HMGET', key, 'st', 'b', 'body', 'pub', 'rd', 'g')
+  local h = redis.call('HMGET', key, 'st', 'b', 'h', 'pub', 'rd', 'g', 'd')
   if h[1] == 'pending' and ready_remove(r.e, tonumber(h[2]) or 0) then
     redis.call('HSET', key, 'st', 'dead_lettered', 'fate', 'FAILED', 'err', r.err,
                'stage', 'flush', 'fin', now, 'upd', now)
     redis.call('EXPIRE', key, cfg.ttl)
     if h[5] then redis.call('EXPIRE', P .. 'ref:' .. h[5], cfg.ttl) end
-    dead_letter(r.e, 'flush', r.err, h[3], now, {publishedAt = h[4], group = h[6]})
+    dead_letter(r.e, 'flush', r.err, stored_body(h[3], h[7]), now,
+                {publishedAt = h[4], group = h[6]})
     committed = committed + 1
   end
 end

@@ -5,7 +5,8 @@
 --                events: [{e, k, tr: [resource keys], g, b, bk?, aid?, ab?, rdn?,
 --                          rd?: {ref: id}, ru?: {ref: id}}]}
 --          (the members of an atomic batch `ab` are contiguous)
--- ARGV[i+1] the compact JSON body of events[i]
+-- ARGV[2i], ARGV[2i+1]  the stored parts of events[i]: its JSON without data and contained, and
+--          the JSON object of those two
 -- Returns  three strings per event: 'ok', group, seq | 'dup', assigned id, status |
 --          'err', field, reason (the refused event is dead-lettered here, stage publish)
 --
@@ -54,7 +55,8 @@ local function refuse(i, field, reason)
   out[#out + 1] = field
   out[#out + 1] = reason
   local err = cjson.encode({field = field, reason = reason})
-  dead_letter(ev.e, 'publish', err, ARGV[i + 1], now, {sourceKey = cfg.source, publishedAt = now})
+  dead_letter(ev.e, 'publish', err, stored_body(ARGV[2 * i], ARGV[2 * i + 1]), now,
+              {sourceKey = cfg.source, publishedAt = now})
   mark_refused(ev.e, err, now, cfg.ttl)
 end
 
@@ -63,7 +65,8 @@ local function apply(i)
   local key = P .. 'ev:' .. ev.e
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('DEL', key) -- a refused publish of this id is reopened from scratch
-  local fields = {'body', ARGV[i + 1], 'st', 'pending', 'seq', seq, 'g', ev.g, 'k', ev.k,
+  local fields = {'h', ARGV[2 * i], 'd', ARGV[2 * i + 1], 'st', 'pending', 'seq', seq,
+                  'g', ev.g, 'k', ev.k,
                   'tr', table.concat(as_list(ev.tr), ' '), 'b', ev.b, 'att', 0,
                   'pub', now, 'upd', now}
   if ev.bk then fields[#fields + 1] = 'bk'; fields[#fields + 1] = 1 end

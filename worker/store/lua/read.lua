@@ -2,9 +2,10 @@
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {token, lease (ms), limit: events at most, max_bytes: event bytes at most}
--- Returns  [meta JSON, events JSON]; events is one JSON array of
---          [eventId, seq, body (the stored JSON, embedded as is), nm (0|1), k, tr, ab, g] in
---          seq order; meta = {busy?: true (another planner holds the lease: nothing read),
+-- Returns  [meta JSON, events JSON, content...]; events is one JSON array of
+--          [eventId, seq, head (the stored JSON without data and contained, embedded as is),
+--          nm (0|1), k, tr, ab, g] in seq order, and each event's stored data and contained
+--          follow as one string each, in the same order (never decoded by the planner); meta = {busy?: true (another planner holds the lease: nothing read),
 --          epoch: the send-back epoch now, bulk: whether these events travel in bulk requests,
 --          more: whether the ready log holds events past these, seq: the source's sequence,
 --          shrink: the source's bundle-size state (`shrink`) or false,
@@ -31,6 +32,7 @@ redis.call('DEL', P .. 'sbk')
 
 local parts = {}
 local rowkeys = {} -- per part: the event's entity key and touched resources
+local contents = {} -- per part: the event's stored data and contained, returned as they are
 local bytes, count = 0, 0
 local mode = nil
 local batch, batch_start_parts, batch_start_bytes = nil, 0, 0
@@ -42,7 +44,7 @@ while not stop do
   if #items == 0 then break end
   for j = 1, #items, 2 do
     local eid = items[j]
-    local h = redis.call('HMGET', P .. 'ev:' .. eid, 'body', 'nm', 'k', 'tr', 'ab', 'g', 'bk', 'b')
+    local h = redis.call('HMGET', P .. 'ev:' .. eid, 'h', 'nm', 'k', 'tr', 'ab', 'g', 'bk', 'b', 'd')
     local size = tonumber(h[8]) or 0
     local ab = h[5] or false
     local bulk = h[7] == '1' and not ab
@@ -59,7 +61,9 @@ while not stop do
     end
     if full and ab and batch_start_parts > 0 then
       -- the batch does not fit after what was read: leave it whole for the next round
-      for k = #parts, batch_start_parts + 1, -1 do parts[k] = nil; rowkeys[k] = nil end
+      for k = #parts, batch_start_parts + 1, -1 do
+        parts[k] = nil; rowkeys[k] = nil; contents[k] = nil
+      end
       count = batch_start_parts
       bytes = batch_start_bytes
       meta.more = true
@@ -71,6 +75,7 @@ while not stop do
       cjson.encode(h[3] or '') .. ',' .. cjson.encode(h[4] or '') .. ',' ..
       cjson.encode(ab) .. ',' .. cjson.encode(h[6] or '') .. ']'
     rowkeys[#parts] = {h[3] or '', h[4]}
+    contents[#parts] = h[9] or '{}'
     count = count + 1
     bytes = bytes + size
   end
@@ -106,4 +111,6 @@ if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .
 end
 redis.call('HINCRBY', P .. 'stats', 'read', count)
 if count == 0 then redis.call('DEL', P .. 'plock') end
-return {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']'}
+local reply = {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']'}
+for _, content in ipairs(contents) do reply[#reply + 1] = content end
+return reply

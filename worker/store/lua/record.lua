@@ -36,8 +36,8 @@ local written, read = {}, {} -- the keys of the events sent back (see release)
 
 local function settle(o)
   local ekey = P .. 'ev:' .. o.e
-  local e = redis.call('HMGET', ekey, 'st', 'bd', 'g', 'k', 'tr', 'b', 'seq', 'body', 'pub',
-                       'att', 'rd')
+  local e = redis.call('HMGET', ekey, 'st', 'bd', 'g', 'k', 'tr', 'b', 'seq', 'h', 'pub',
+                       'att', 'rd', 'd')
   if e[1] ~= 'in_flight' or e[2] ~= id then return end
   seen[o.e] = true
   local status = final_status[o.f]
@@ -47,7 +47,7 @@ local function settle(o)
                'bound', o.bt or '', 'task', task or '', 'att', attempts, 'fin', now, 'upd', now)
     if o.f == 'FAILED' then
       redis.call('HSET', ekey, 'stage', 'record')
-      dead_letter(o.e, 'record', o.err, e[8], now, {bundleId = id, taskId = task,
+      dead_letter(o.e, 'record', o.err, stored_body(e[8], e[12]), now, {bundleId = id, taskId = task,
                   publishedAt = e[9], attempts = attempts, group = e[3], reason = o.r,
                   boundTo = o.bt})
       letters = letters + 1
