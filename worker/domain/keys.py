@@ -10,6 +10,7 @@ key (no braces, spaces or colons inside a part).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Final, TypeVar
 
 from api_client.ids import is_resource_id, is_source_key, is_type_key
@@ -69,17 +70,20 @@ class RelationshipKey:
     @property
     def from_key(self) -> ResourceKey:
         """The resource at the `from` end (its parts were checked with this key's)."""
-        return _trusted(ResourceKey, self.source, self.from_type, self.from_id)
+        return self.endpoints[0]
 
     @property
     def to_key(self) -> ResourceKey:
         """The resource at the `to` end (its parts were checked with this key's)."""
-        return _trusted(ResourceKey, self.source, self.to_type, self.to_id)
+        return self.endpoints[1]
 
-    @property
+    @cached_property
     def endpoints(self) -> tuple[ResourceKey, ResourceKey]:
-        """Both ends, `from` first; a relationship's operation depends on both."""
-        return (self.from_key, self.to_key)
+        """Both ends, `from` first; a relationship's operation depends on both (computed once)."""
+        return (
+            _trusted(ResourceKey, self.source, self.from_type, self.from_id),
+            _trusted(ResourceKey, self.source, self.to_type, self.to_id),
+        )
 
     @property
     def receipt_id(self) -> str:

@@ -134,7 +134,10 @@ def may_fail(unit: Unit) -> bool:
 
     Such units share bundles only with their own kind, so that a refusal cancels no operation that
     could not have failed that way: in a stream that creates and deletes entities within one
-    linger, one refused merge used to send a whole 500-operation bundle back to its buffers.
+    linger, one refused merge used to send a whole 500-operation bundle back to its buffers. The
+    units that follow one (later changes of its entity, relationships on it) go with that kind
+    too: when the merge is refused they go back to planning with it, and a bundle of unrelated
+    operations packed with them would go back as well.
     """
     return any(is_merged_delete(op) for op in unit.ops)
 
@@ -193,16 +196,21 @@ def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Reje
     bins: list[_Bin] = []
     bin_of: dict[int, int] = {}
     floor_of: dict[int, int] = {}
+    risky_of: dict[int, bool] = {}
     rejected: list[Rejection] = []
     for index, unit in enumerate(units):
         floor = earliest_slot(unit.preds, bin_of, floor_of)
+        # a unit that follows a risky one shares its fate: sent back with it when it is refused
+        risky = caps.separate_merged_deletes and (
+            may_fail(unit) or any(risky_of[p] for p, _ in unit.preds)
+        )
+        risky_of[index] = risky
         if not _Bin().fits(unit.ops, caps):
             events = tuple(e for op in unit.ops for e in op.events)
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
             floor_of[index] = floor
             continue
         isolate = caps.isolate_expected_failures and unit.expected_error is not None
-        risky = caps.separate_merged_deletes and may_fail(unit)
         chosen = None
         if not isolate:
             candidates = (b for b in range(floor, len(bins)) if bins[b].risky == risky)
