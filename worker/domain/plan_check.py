@@ -68,6 +68,9 @@ def op_problems(source: str, mode: CoalesceMode, op: PlannedOp, where: str) -> I
         return
     if op.key.source != source:
         yield f"{where}: source {op.key.source} in a plan for {source}"
+    if len(op.events) == 1:  # most operations: the same rules, without building lists
+        yield from _single_problems(op, where)
+        return
     roles = [e.role for e in op.events]
     if roles != [Role.SUPERSEDED] * (len(roles) - 1) + [Role.CARRIER]:
         yield f"{where}: roles must be superseded events then one carrier, last"
@@ -86,6 +89,19 @@ def op_problems(source: str, mode: CoalesceMode, op: PlannedOp, where: str) -> I
     if len(op.events) > 1 and any(e.event.atomic_batch for e in op.events):
         yield f"{where}: an atomic batch event is merged with another event"
     if operation_json(op.carrier.event, op.action, op.key) != op.wire:
+        yield f"{where}: the operation is not its carrier's payload under {op.action}"
+
+
+def _single_problems(op: PlannedOp, where: str) -> Iterator[str]:
+    """`op_problems` for an operation of one event: its carrier, on its key, under its action."""
+    (planned,) = op.events
+    if planned.role is not Role.CARRIER:
+        yield f"{where}: roles must be superseded events then one carrier, last"
+    if key_of(planned.event) != op.key:
+        yield f"{where}: event {planned.event_id} writes another entity"
+    if planned.action is not op.action:
+        yield f"{where}: the coalescing table does not merge these events into {op.action}"
+    if operation_json(planned.event, op.action, op.key) != op.wire:
         yield f"{where}: the operation is not its carrier's payload under {op.action}"
 
 
