@@ -91,13 +91,23 @@ def _units(events: Sequence[ReadEvent]) -> list[list[ReadEvent]]:
     return units
 
 
+def _virtual_holder(round_: ReadRound, key: str, seq: int) -> str | None:
+    """The slow bundle an event at `seq` on `key` must wait behind because an earlier event on
+    it does; None when every event blocked there comes after it (a sent-back event)."""
+    for bundle, first in round_.virtual.get(key, ()):
+        if first < seq:
+            return bundle
+    return None
+
+
 def blocked_events(round_: ReadRound) -> dict[str, str]:
     """The events read that must wait behind a slow bundle (STALE or parked): event -> bundle.
 
     An event waits when it writes what a slow bundle holds, references what one writes, or
-    touches what an event already waiting touches (virtually held; read in `round_.virtual`, or
-    blocked earlier in this round); an atomic batch waits whole. Everything else is planned:
-    a slow bundle delays only what must follow it.
+    touches what an earlier event already waiting touches (virtually held: read in
+    `round_.virtual` with the lowest seq blocked there, or blocked earlier in this round); an
+    atomic batch waits whole. Everything else is planned: a slow bundle delays only what must
+    follow it.
     """
     if not round_.slow and not round_.virtual:
         return {}
@@ -108,7 +118,7 @@ def blocked_events(round_: ReadRound) -> dict[str, str]:
         for event in unit:
             writes = event.entity
             for key in (writes, *event.resources):
-                holder = local.get(key) or round_.virtual.get(key)
+                holder = local.get(key) or _virtual_holder(round_, key, event.seq)
                 held = round_.slow.get(key)
                 if holder is None and held is not None:
                     mode, _, bundle = held.partition(":")
@@ -149,6 +159,7 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
     no_merge = {e.event_id for e in read if e.no_merge}
     groups = {e.event_id: e.group for e in read}
     seqs = {e.event_id: e.seq for e in read}
+    sizes = {e.event_id: e.size for e in read}
     mode = deps.settings.coalesce_mode
     sendables: Sequence[Sendable]
     if round_.bulk:
@@ -190,6 +201,7 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
             groups=tuple(sorted({groups[e] for e in event_ids if groups.get(e)})),
             after=tuple(sorted(after)),
             claim=True,
+            size=sum(sizes[e] for e in event_ids),
         )
         planned.append(PlannedBundle(sendable, commit))
     return Round(planned, [RejectedEvent(event_id, error) for event_id, error in rejected], blocked)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ class ReadEvent:
     resources: tuple[str, ...]
     group: str = ""
     no_merge: bool = False
+    size: int = 0
+    """Its stored bytes (both parts)."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,9 @@ class ReadRound:
     """The source's shrunk bundle cap, read with the rest (None: not shrunk)."""
     slow: Mapping[str, str] = field(default_factory=dict)
     """Keys read that a slow bundle (STALE, parked) holds: key -> `x:<bundle>` or `s:<bundle>`."""
-    virtual: Mapping[str, str] = field(default_factory=dict)
-    """Keys read that events blocked behind a slow bundle touch: key -> that bundle."""
+    virtual: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+    """Keys read that events blocked behind a slow bundle touch: key -> (that bundle, the lowest
+    seq it blocked there) per slow bundle; only events after that seq must wait."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class BundleToCommit:
     layout: str
     groups: tuple[str, ...]
     after: tuple[str, ...] = ()
+    size: int = 0
+    """The stored bytes of its events (the ready log's byte count drops by it)."""
     """Bundles of the same plan it must follow (it conflicts with them)."""
     claim: bool = False
     """Whether the planner sends it itself once ready (claimed at commit, fence 1)."""

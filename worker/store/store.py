@@ -71,8 +71,9 @@ class Store(StorePublish, StoreReads, StoreSizing):
                 resources=tuple(resources.split()),
                 group=group,
                 no_merge=bool(no_merge),
+                size=int(size),
             )
-            for (eid, seq, head, no_merge, entity, resources, _batch, group), content in zip(
+            for (eid, seq, head, no_merge, entity, resources, _batch, group, size), content in zip(
                 rows, contents, strict=True
             )
         )
@@ -85,7 +86,10 @@ class Store(StorePublish, StoreReads, StoreSizing):
             seq=int(meta.get("seq") or 0),
             sizing=decode_sizing(meta.get("shrink") or None),
             slow=dict(meta.get("slow") or {}),
-            virtual=dict(meta.get("virtual") or {}),
+            virtual={
+                key: tuple((str(bid), int(first)) for bid, first in held)
+                for key, held in (meta.get("virtual") or {}).items()
+            },
         )
 
     def commit(
@@ -117,6 +121,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
                 {
                     "id": b.bundle_id,
                     "ev": list(b.event_ids),
+                    "bytes": b.size,
                     "x": list(b.writes),
                     "s": list(b.reads),
                     "pre": list(b.after),

@@ -156,7 +156,11 @@ def test_bulk_layout_with_both_kinds_is_refused():
         rebuild_bundle(layout, {event.event_id: event})
 
 
-def slow_round(*events: ChangeEvent, slow: dict[str, str], virtual: dict[str, str] | None = None):
+def slow_round(
+    *events: ChangeEvent,
+    slow: dict[str, str],
+    virtual: dict[str, tuple[tuple[str, int], ...]] | None = None,
+):
     base = round_of(*events)
     return ReadRound(events=base.events, token="t", slow=slow, virtual=virtual or {})
 
@@ -191,10 +195,21 @@ def test_blocked_events_virtually_held_keys_block_and_an_atomic_batch_waits_whol
     free = resource(id_="p5")
 
     blocked = blocked_events(
-        slow_round(first, second, free, slow={}, virtual={"res:src:provider:p4": "S2"})
+        slow_round(first, second, free, slow={}, virtual={"res:src:provider:p4": (("S2", 0),)})
     )
 
     assert blocked == {first.event_id: "S2", second.event_id: "S2"}
+
+
+def test_blocked_events_an_event_sent_back_before_a_blocked_one_is_not_blocked_by_it():
+    sent_back = resource(id_="p6")  # seq 1, back in the log after its bundle was refused
+    later = resource(id_="p6")  # seq 2
+
+    blocked = blocked_events(
+        slow_round(sent_back, later, slow={}, virtual={"res:src:provider:p6": (("S3", 1),)})
+    )
+
+    assert blocked == {later.event_id: "S3"}
 
 
 def test_plan_round_plans_only_what_is_not_blocked():

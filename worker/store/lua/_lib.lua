@@ -270,7 +270,8 @@ end
 -- packed with a follower goes back to the log and is planned afresh), its keys are listed in
 -- `slowk` (key -> x|s:<bundle>), and planning blocks what touches them: such events leave the
 -- log for `blk:<bundle>` (seq order) and hold their keys virtually (`hvn` key -> count, `hvb:<key>`
--- bundle -> count), so later events on those keys are blocked too. When the slow bundle is
+-- bundle -> count, `hvs:<key>` bundle -> the lowest seq it blocked there), so the events after
+-- them on those keys are blocked too (an event sent back with a lower seq is not). When the slow bundle is
 -- recorded, its blocked events go back to the log.
 local function become_slow(bid, now)
   local key = P .. 'bd:' .. bid
@@ -303,11 +304,14 @@ local function block(eid, bid, now)
   local ekey = P .. 'ev:' .. eid
   local e = redis.call('HMGET', ekey, 'st', 'seq', 'b', 'k', 'tr')
   if e[1] ~= 'pending' or not ready_remove(eid, tonumber(e[3]) or 0) then return false end
-  redis.call('ZADD', P .. 'blk:' .. bid, tonumber(e[2]), eid)
+  local seq = tonumber(e[2])
+  redis.call('ZADD', P .. 'blk:' .. bid, seq, eid)
   redis.call('HSET', ekey, 'blk', bid, 'upd', now)
   for _, k in ipairs(event_keys(e[4], e[5])) do
     redis.call('HINCRBY', P .. 'hvn', k, 1)
     redis.call('HINCRBY', P .. 'hvb:' .. k, bid, 1)
+    local first = tonumber(redis.call('HGET', P .. 'hvs:' .. k, bid))
+    if not first or seq < first then redis.call('HSET', P .. 'hvs:' .. k, bid, seq) end
   end
   redis.call('HINCRBY', P .. 'stats', 'blocked', 1)
   return true
@@ -332,6 +336,7 @@ local function unblock(bid, x_keys, s_keys, now)
       if redis.call('HINCRBY', P .. 'hvn', k, -1) <= 0 then redis.call('HDEL', P .. 'hvn', k) end
       if redis.call('HINCRBY', P .. 'hvb:' .. k, bid, -1) <= 0 then
         redis.call('HDEL', P .. 'hvb:' .. k, bid)
+        redis.call('HDEL', P .. 'hvs:' .. k, bid)
       end
     end
     if e[1] == 'pending' and e[5] == bid then

@@ -4,8 +4,9 @@
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {token, epoch (from read.lua), now, claim_ttl, ttl (s), linger, max_age,
 --                more: the read left events in the log,
---                bundles: [{id, ev: [eventIds], x: [entity keys written], s: [entity keys only
---                           referenced], pre: [ids of earlier bundles of this plan it follows],
+--                bundles: [{id, ev: [eventIds], bytes: their stored bytes, x: [entity keys
+--                           written], s: [entity keys only referenced], pre: [ids of earlier
+--                           bundles of this plan it follows],
 --                           layout: JSON string, groups: [groups its events name],
 --                           claim: 1 when the caller sends it itself if it is ready}],
 --                rejects: [{e, err: JSON string}],
@@ -52,15 +53,10 @@ for _, b in ipairs(as_list(cfg.bundles)) do
     if aborted[p] then ok = false end
   end
   local evs = as_list(b.ev)
-  local fields = {}
-  if ok then
-    for _, eid in ipairs(evs) do
-      local h = redis.call('HMGET', P .. 'ev:' .. eid, 'st', 'b')
-      if h[1] ~= 'pending' or not redis.call('ZSCORE', P .. 'ready', eid) then
-        ok = false
-        break
-      end
-      fields[#fields + 1] = tonumber(h[2]) or 0
+  if ok and #evs > 0 then
+    -- every event still in the ready log (so still pending): one ZMSCORE per bundle
+    for _, score in ipairs(redis.call('ZMSCORE', P .. 'ready', unpack(evs))) do
+      if not score then ok = false; break end
     end
   end
   if ok and sent_back_since(b) then ok = false end
@@ -82,8 +78,11 @@ for _, b in ipairs(as_list(cfg.bundles)) do
     end
     table.sort(pre)
     hold(b.id, x_keys, s_keys)
-    for i, eid in ipairs(evs) do
-      ready_remove(eid, fields[i])
+    redis.call('ZREM', P .. 'ready', unpack(evs))
+    redis.call('HINCRBY', P .. 'stats', 'buffered', -#evs)
+    local bytes = tonumber(b.bytes) or 0
+    if bytes > 0 then redis.call('HINCRBY', P .. 'stats', 'rbytes', 0 - bytes) end
+    for _, eid in ipairs(evs) do
       redis.call('HSET', P .. 'ev:' .. eid, 'st', 'in_flight', 'bd', b.id, 'upd', now)
     end
     local state, fence, cexp = 'waiting', 0, 0

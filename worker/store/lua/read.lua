@@ -4,13 +4,14 @@
 -- ARGV[1]  JSON {token, lease (ms), limit: events at most, max_bytes: event bytes at most}
 -- Returns  [meta JSON, events JSON, content...]; events is one JSON array of
 --          [eventId, seq, head (the stored JSON without data and contained, embedded as is),
---          nm (0|1), k, tr, ab, g] in seq order, and each event's stored data and contained
+--          nm (0|1), k, tr, ab, g, bytes] in seq order, and each event's stored data and contained
 --          follow as one string each, in the same order (never decoded by the planner); meta = {busy?: true (another planner holds the lease: nothing read),
 --          epoch: the send-back epoch now, bulk: whether these events travel in bulk requests,
 --          more: whether the ready log holds events past these, seq: the source's sequence,
 --          shrink: the source's bundle-size state (`shrink`) or false,
 --          slow?: {key: 'x:<bundle>'|'s:<bundle>'} keys read that a slow bundle holds,
---          virtual?: {key: bundle} keys read that events blocked behind a slow bundle touch}
+--          virtual?: {key: [[bundle, lowest seq], ...]} keys read that events blocked behind a
+--                    slow bundle touch, with the lowest seq blocked there per slow bundle}
 --
 -- One planner per source at a time: the lease (`plock`, the caller's token, expiring after
 -- `lease` ms) is taken here and checked and released by commit.lua; a planner that lost it
@@ -70,10 +71,11 @@ while not stop do
       stop = true
       break
     end
-    parts[#parts + 1] = '[' .. cjson.encode(eid) .. ',' .. tostring(tonumber(items[j + 1])) ..
-      ',' .. (h[1] or 'null') .. ',' .. (h[2] == '1' and '1' or '0') .. ',' ..
-      cjson.encode(h[3] or '') .. ',' .. cjson.encode(h[4] or '') .. ',' ..
-      cjson.encode(ab) .. ',' .. cjson.encode(h[6] or '') .. ']'
+    -- ids, keys, groups and batch ids are labels of a few ASCII characters, never a quote or a
+    -- backslash (LABEL_PATTERN, the id patterns), so they are quoted without cjson
+    parts[#parts + 1] = '["' .. eid .. '",' .. items[j + 1] .. ',' .. (h[1] or 'null') .. ',' ..
+      (h[2] == '1' and '1' or '0') .. ',"' .. (h[3] or '') .. '","' .. (h[4] or '') .. '",' ..
+      (ab and ('"' .. ab .. '"') or 'false') .. ',"' .. (h[6] or '') .. '",' .. size .. ']'
     rowkeys[#parts] = {h[3] or '', h[4]}
     contents[#parts] = h[9] or '{}'
     count = count + 1
@@ -100,9 +102,12 @@ if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .
     for j, k in ipairs(chunk) do
       if held[j] then slow[k] = held[j] end
       if tonumber(counts[j] or '0') > 0 then
-        for _, bid in ipairs(redis.call('HKEYS', P .. 'hvb:' .. k)) do
-          if bundle_alive(bid) then virtual[k] = bid; break end
+        local firsts = redis.call('HGETALL', P .. 'hvs:' .. k)
+        local live = {}
+        for f = 1, #firsts, 2 do
+          if bundle_alive(firsts[f]) then live[#live + 1] = {firsts[f], tonumber(firsts[f + 1])} end
         end
+        if #live > 0 then virtual[k] = live end
       end
     end
   end

@@ -36,34 +36,35 @@ local written, read = {}, {} -- the keys of the events sent back (see release)
 
 local function settle(o)
   local ekey = P .. 'ev:' .. o.e
-  local e = redis.call('HMGET', ekey, 'st', 'bd', 'g', 'k', 'tr', 'b', 'seq', 'h', 'pub',
-                       'att', 'rd', 'd')
+  local e = redis.call('HMGET', ekey, 'st', 'bd', 'att', 'rd')
   if e[1] ~= 'in_flight' or e[2] ~= id then return end
   seen[o.e] = true
   local status = final_status[o.f]
-  local attempts = (tonumber(e[10]) or 0) + 1
+  local attempts = (tonumber(e[3]) or 0) + 1
   if status then
     redis.call('HSET', ekey, 'st', status, 'fate', o.f, 'err', o.err or '', 'reason', o.r or '',
                'bound', o.bt or '', 'task', task or '', 'att', attempts, 'fin', now, 'upd', now)
     if o.f == 'FAILED' then
+      local f = redis.call('HMGET', ekey, 'g', 'h', 'd', 'pub')
       redis.call('HSET', ekey, 'stage', 'record')
-      dead_letter(o.e, 'record', o.err, stored_body(e[8], e[12]), now, {bundleId = id, taskId = task,
-                  publishedAt = e[9], attempts = attempts, group = e[3], reason = o.r,
-                  boundTo = o.bt})
+      dead_letter(o.e, 'record', o.err, stored_body(f[2], f[3]), now, {bundleId = id,
+                  taskId = task, publishedAt = f[4], attempts = attempts, group = f[1],
+                  reason = o.r, boundTo = o.bt})
       letters = letters + 1
     end
     redis.call('EXPIRE', ekey, cfg.ttl)
-    if e[11] then redis.call('EXPIRE', P .. 'ref:' .. e[11], cfg.ttl) end
+    if e[4] then redis.call('EXPIRE', P .. 'ref:' .. e[4], cfg.ttl) end
     finals = finals + 1
   else
+    local f = redis.call('HMGET', ekey, 'k', 'tr', 'b', 'seq')
     redis.call('HSET', ekey, 'st', 'pending', 'bd', '', 'fate', o.f,
                'err', o.err or '', 'reason', o.r or '', 'att', attempts, 'upd', now)
     if o.f == 'UNMERGED' then redis.call('HSET', ekey, 'nm', 1) end
     if o.rs then redis.call('HSET', ekey, 'amb', 1) end
-    ready_add(o.e, tonumber(e[7]), tonumber(e[6]) or 0, now)
-    written[e[4]] = true
-    for _, r in ipairs(split(e[5])) do
-      if r ~= e[4] then read[r] = true end
+    ready_add(o.e, tonumber(f[4]), tonumber(f[3]) or 0, now)
+    written[f[1]] = true
+    for _, r in ipairs(split(f[2])) do
+      if r ~= f[1] then read[r] = true end
     end
     rebuffered = rebuffered + 1
   end
