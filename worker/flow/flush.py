@@ -34,6 +34,7 @@ from worker.domain.plan_check import validate_plan
 from worker.flow.counts import FlushResult
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable, encode_layout, sendable_event_ids
+from worker.flow.recover import load_or_park
 from worker.flow.sizing import plan_caps_for
 from worker.flow.submit import Claimed, nudge_ready, submit_claimed
 from worker.store.codec import event_from_mapping
@@ -295,6 +296,13 @@ def _send_own(
         if not mine:
             continue
         for record in deps.store.claim(source, mine, deps.now_ms(), "recover"):
-            if record.code == "ok" and record.fence is not None:
-                plan = waiting.pop(record.bundle_id)
+            if record.code != "ok" or record.fence is None:
+                continue
+            plan = waiting.pop(record.bundle_id)
+            if record.event_ids == sendable_event_ids(plan):
                 own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))
+                continue
+            # trimmed while it waited (what it followed sent events back): rebuilt from its record
+            rebuilt = load_or_park(deps, source, record, result)
+            if rebuilt is not None:
+                own.append(rebuilt)

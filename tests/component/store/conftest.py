@@ -8,6 +8,7 @@ in, what the keys hold afterwards.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -148,13 +149,15 @@ def bundle(
     groups: Iterable[str] = (),
     claim: bool = True,
 ) -> BundleToCommit:
-    """A bundle as the planner commits it (claimed by the caller when ready, unless told)."""
+    """A bundle as the planner commits it (claimed by the caller when ready, unless told): one
+    operation per event (trimming reads each operation's keys from its event)."""
+    ops = [["UPSERT", [[event_id, 0]]] for event_id in event_ids]
     return BundleToCommit(
         bundle_id=bid,
         event_ids=event_ids,
         writes=tuple(writes),
         reads=tuple(reads),
-        layout='{"r":[],"l":[]}',
+        layout=json.dumps({"r": ops, "l": []}, separators=(",", ":")),
         groups=tuple(groups),
         after=tuple(after),
         claim=claim,

@@ -27,6 +27,7 @@ from .conftest import NOW, SOURCE, bundle, commit_bundles, item, letters, link, 
 P1, P2, P3, P4 = (f"res:src-a:provider:p{i}" for i in range(1, 5))
 O1 = "res:src-a:office:o1"
 REL, REL2, REL3 = (f"rel:src-a:provider-office:office:o1:provider:p{i}" for i in range(1, 4))
+REL_O2 = "rel:src-a:provider-office:office:o2:provider:p1"
 LEASE = 10_000
 
 
@@ -488,7 +489,7 @@ def test_dependent_of_two_bundles_is_ready_once_both_are_recorded(store, client,
     assert (second.ready, client.hget(names.bundle("B3"), "st")) == (("B3",), "planned")
 
 
-def test_record_sending_an_event_back_dissolves_the_waiting_bundles_on_its_entity_only(
+def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_only(
     store, client, names
 ):
     # Given B1 on p1 and p2; B2 (p1, p3) and B3 (p2) wait for it; B4 (p3) waits for B2
@@ -509,27 +510,25 @@ def test_record_sending_an_event_back_dissolves_the_waiting_bundles_on_its_entit
     # When B1 sends `a` (p1) back and applies `c` (p2)
     result = record(store, "B1", ("a", "CANCELLED"), ("c", "APPLIED"), now=NOW + 9)
 
-    # Then B2 touches p1: dissolved, and B4 behind it; B3 only loses its predecessor
-    assert (result.rebuffered, result.ready) == (1, ("B3",))
-    assert client.zrange(names.ready, 0, -1, withscores=True) == [
-        ("a", 1.0),
-        ("b", 3.0),
-        ("e", 4.0),
-        ("f", 6.0),
-    ]
-    assert not client.exists(names.bundle("B2"), names.bundle("B4"), names.dependents("B2"))
+    # Then B2 gives back its operation on p1 and keeps p3's, ready now; B4 (p3) still waits for
+    # it; B3 only loses its predecessor
+    assert (result.rebuffered, result.ready) == (1, ("B2", "B3"))
+    assert client.zrange(names.ready, 0, -1, withscores=True) == [("a", 1.0), ("b", 3.0)]
+    assert client.hmget(names.bundle("B2"), "ev", "x", "st") == ['["e"]', f'["{P3}"]', "planned"]
+    assert client.hmget(names.bundle("B4"), "st", "np") == ["waiting", "1"]
+    assert client.smembers(names.dependents("B2")) == {"B4"}
     assert client.hmget(names.event("b"), "st", "bd") == ["pending", ""]
-    assert client.hgetall(names.hold_writer) == {P2: "B3"}
+    assert client.hgetall(names.hold_writer) == {P2: "B3", P3: "B4"}
     assert client.hget(names.bundle("B3"), "st") == "planned"
     assert client.zscore(names.claims, "B3") == NOW + 9
     assert client.zscore(names.due, PLAN_DUE) == NOW + 9
-    assert client.hmget(names.stats, "buffered", "inflight", "bundles", "dissolved") == [
-        "4",
-        "1",
-        "1",
+    assert client.hmget(names.stats, "buffered", "inflight", "bundles", "trimmed") == [
         "2",
+        "3",
+        "3",
+        "1",
     ]
-    assert set(client.hgetall(names.prefix + SENT_BACK_KEYS)) == {P1, P3}
+    assert set(client.hgetall(names.prefix + SENT_BACK_KEYS)) == {P1}
     assert client.get(names.prefix + SENT_BACK_EPOCH) == "1"
 
 
@@ -558,31 +557,29 @@ def test_record_sending_a_resource_back_dissolves_a_waiting_link_that_references
     assert not client.exists(names.hold_readers(P1))
 
 
-@pytest.mark.parametrize("live", ["writer", "reader"])
-def test_dissolved_bundle_gives_its_holds_back_to_predecessors_still_in_flight(
-    store, client, names, live
-):
-    # Given L0 in flight on p1 (writing it, or a link referencing it), and X on p2
-    if live == "writer":
-        put(store, resource(eid="a0"))
-        first = bundle("L0", "a0", writes=[P1])
-    else:
-        put(store, link(eid="a0"))
-        first = bundle("L0", "a0", writes=[REL], reads=[O1, P1])
-    put(store, resource(id_="p2", eid="x"))
-    commit_bundles(store, [first, bundle("X", "x", writes=[P2])])
-    # and D, writing p1 and p2, waiting for both (it takes over their holds)
-    put(store, resource(eid="b"), resource(id_="p2", eid="c"))
-    commit_bundles(store, [bundle("D", "b", "c", writes=[P1, P2])], expect={"D": "waiting"})
+def test_trimmed_bundle_gives_its_hold_back_to_a_reader_still_in_flight(store, client, names):
+    # Given two links in flight that reference p1 (R, L0), and D, which writes p1 after them
+    put(store, link(eid="r"), link(office="o2", eid="l0"))
+    commit_bundles(
+        store,
+        [
+            bundle("R", "r", writes=[REL], reads=[O1, P1]),
+            bundle("L0", "l0", writes=[REL_O2], reads=["res:src-a:office:o2", P1]),
+        ],
+    )
+    put(store, resource(eid="b"))
+    commit_bundles(store, [bundle("D", "b", writes=[P1])], expect={"D": "waiting"})
     assert client.hget(names.bundle("D"), "np") == "2"
 
-    # When X sends `x` back: D touches p2, so it is dissolved while L0 is still in flight
-    record(store, "X", ("x", "CANCELLED"))
+    # When R sends its link back: D writes p1, which that link references, so D gives back its
+    # write (and, left empty, is deleted) while L0 is still in flight
+    record(store, "R", ("r", "CANCELLED"))
     assert not client.exists(names.bundle("D"))
     assert client.hget(names.bundle("L0"), "st") == "planned"
 
-    # Then a bundle planned next on p1 still waits for L0
-    planned = commit(store, read(store), bundle("E", "b", writes=[P1]))
+    # Then p1's readers are L0 again, and a bundle planned next on p1 waits for it
+    assert client.smembers(names.hold_readers(P1)) == {"L0"}
+    planned = commit(store, read(store, limit=1), bundle("E", "r", writes=[P1]))
     assert planned == {"E": ("waiting", 0)}, f"E on p1 committed {planned} while L0 is in flight"
 
 

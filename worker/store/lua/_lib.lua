@@ -55,7 +55,7 @@ end
 local function ready_remove(eid, bytes)
   if redis.call('ZREM', P .. 'ready', eid) == 0 then return false end
   redis.call('HINCRBY', P .. 'stats', 'buffered', -1)
-  redis.call('HINCRBY', P .. 'stats', 'rbytes', -bytes)
+  redis.call('HINCRBY', P .. 'stats', 'rbytes', 0 - bytes)
   return true
 end
 
@@ -154,25 +154,30 @@ local function as_set(list)
   return set
 end
 
--- A dissolved bundle's holds go back to the predecessors it took them over from (those still
--- unfinished), so nothing later on its entities overtakes them.
+-- A trimmed bundle's holds on what it gave back return to the predecessors it took them over
+-- from (the latest one still unfinished), so nothing later on its entities overtakes them.
 local function restore_holds(bid, x_keys, s_keys, preds)
-  local writers, readers = {}, {}
+  local live = {}
   for _, p in ipairs(preds) do
-    local h = redis.call('HMGET', P .. 'bd:' .. p, 'st', 'x', 's')
+    local h = redis.call('HMGET', P .. 'bd:' .. p, 'st', 'x', 's', 'cseq')
     if h[1] and h[1] ~= 'recorded' then
-      writers[p] = as_set(decoded(h[2]))
-      readers[p] = as_set(decoded(h[3]))
+      live[#live + 1] = {id = p, x = as_set(decoded(h[2])), s = as_set(decoded(h[3])),
+                         cseq = tonumber(h[4]) or 0}
     end
   end
   for _, k in ipairs(x_keys) do
     if redis.call('HGET', P .. 'hx', k) == bid then
       redis.call('HDEL', P .. 'hx', k)
-      for p, keys in pairs(writers) do
-        if keys[k] then redis.call('HSET', P .. 'hx', k, p) end
+      -- the latest predecessor that writes it, and the readers after that one (the earlier
+      -- ones it followed are behind it already)
+      local writer = nil
+      for _, p in ipairs(live) do
+        if p.x[k] and (not writer or p.cseq > writer.cseq) then writer = p end
       end
-      for p, keys in pairs(readers) do
-        if keys[k] and redis.call('SADD', P .. 'hs:' .. k, p) == 1 then
+      if writer then redis.call('HSET', P .. 'hx', k, writer.id) end
+      for _, p in ipairs(live) do
+        if p.s[k] and (not writer or p.cseq > writer.cseq)
+           and redis.call('SADD', P .. 'hs:' .. k, p.id) == 1 then
           redis.call('HINCRBY', P .. 'hsn', k, 1)
         end
       end
@@ -181,93 +186,223 @@ local function restore_holds(bid, x_keys, s_keys, preds)
   drop_readers(bid, s_keys)
 end
 
--- Dissolve waiting bundles: the seeds, and every waiting bundle that follows a dissolved one.
--- Each goes back into the ready log (its events under their seqs, never sent), latest first, so
--- each one's holds return to predecessors that still exist. Their keys join written/read (to be
--- stamped). Returns how many events went back.
-local function dissolve(seeds, written, read, now)
-  local chosen, order = {}, {}
-  local frontier = seeds
-  while #frontier > 0 do
-    local d = table.remove(frontier)
-    if not chosen[d] then
-      local h = redis.call('HMGET', P .. 'bd:' .. d, 'st', 'x', 's', 'ev', 'cseq', 'pre')
-      if h[1] == 'waiting' then
-        chosen[d] = {x = decoded(h[2]), s = decoded(h[3]), ev = decoded(h[4]),
-                     cseq = tonumber(h[5]) or 0, pre = decoded(h[6])}
-        order[#order + 1] = d
-        for _, f in ipairs(redis.call('SMEMBERS', P .. 'dep:' .. d)) do
-          frontier[#frontier + 1] = f
+-- Trimming. When events go back to the ready log (`written`/`read`: the keys they write and
+-- reference), every waiting bundle that follows them gives back the operations that touch those
+-- keys in a conflicting way (with their atomic batches): their events go back to the log too,
+-- under their seqs, never sent, and their keys join written/read for the bundles after. What the
+-- bundle keeps goes on; a bundle left empty is deleted. Bundles are looked at in commit order
+-- (`cseq`), starting from `followers` and going on through the followers of each bundle that gave
+-- something back: a bundle that conflicts with a key that went back always follows the bundle
+-- it went back from, or one that gave back its own operation on that key.
+
+local function op_keys(carrier)
+  local e = redis.call('HMGET', P .. 'ev:' .. carrier, 'k', 'tr', 'ab')
+  local ends = {}
+  for _, r in ipairs(split(e[2])) do
+    if r ~= e[1] then ends[#ends + 1] = r end
+  end
+  return e[1] or '', ends, e[3]
+end
+
+local function encode_ops(ops)
+  local parts = {}
+  for _, op in ipairs(ops) do parts[#parts + 1] = cjson.encode(op) end
+  return '[' .. table.concat(parts, ',') .. ']'
+end
+
+-- Decide what a waiting bundle gives back; nil when nothing (or it is not waiting).
+local function trim_plan(d, written, read)
+  local h = redis.call('HMGET', P .. 'bd:' .. d, 'st', 'x', 's', 'layout', 'pre', 'cseq')
+  if h[1] ~= 'waiting' or not conflicts(decoded(h[2]), decoded(h[3]), written, read) then
+    return nil
+  end
+  local layout = cjson.decode(h[4])
+  local ops, batches = {}, {}
+  for _, kind in ipairs({'r', 'l'}) do
+    for _, op in ipairs(as_list(layout[kind])) do
+      local members = as_list(op[2])
+      local k, ends, ab = op_keys(members[#members][1])
+      ops[#ops + 1] = {kind = kind, op = op, k = k, ends = ends, ab = ab, hit = false}
+    end
+  end
+  -- what goes back takes with it, inside the bundle too, what runs after it on its keys (a
+  -- relationship on a resource written just before it in the bundle), until nothing changes
+  local gone_w, gone_r = {}, {}
+  local changed = true
+  while changed do
+    changed = false
+    for _, o in ipairs(ops) do
+      if not o.hit and (conflicts({o.k}, o.ends, written, read)
+                        or conflicts({o.k}, o.ends, gone_w, gone_r)
+                        or (o.ab and batches[o.ab])) then
+        o.hit = true
+        changed = true
+        gone_w[o.k] = true
+        for _, e in ipairs(o.ends) do gone_r[e] = true end
+        if o.ab then batches[o.ab] = true end
+      end
+    end
+  end
+  local keep = {r = {}, l = {}}
+  local gave, kept_x, kept_s, events, kept_events = {}, {}, {}, {}, {}
+  for _, o in ipairs(ops) do
+    if o.hit or (o.ab and batches[o.ab]) then
+      gave[#gave + 1] = o
+    else
+      table.insert(keep[o.kind], o.op)
+      kept_x[o.k] = true
+      for _, member in ipairs(as_list(o.op[2])) do kept_events[#kept_events + 1] = member[1] end
+    end
+    for _, member in ipairs(as_list(o.op[2])) do events[#events + 1] = member[1] end
+  end
+  for _, o in ipairs(ops) do
+    if not (o.hit or (o.ab and batches[o.ab])) then
+      for _, e in ipairs(o.ends) do
+        if not kept_x[e] then kept_s[e] = true end
+      end
+    end
+  end
+  return {id = d, x = decoded(h[2]), s = decoded(h[3]), pre = decoded(h[5]),
+          cseq = tonumber(h[6]) or 0, layout = layout, keep = keep, gave = gave,
+          kept_x = kept_x, kept_s = kept_s, kept_events = kept_events}
+end
+
+local function trim(followers, written, read, now)
+  local queue, queued, done = {}, {}, {}
+  local function push(d)
+    if queued[d] then return end
+    local c = tonumber(redis.call('HGET', P .. 'bd:' .. d, 'cseq'))
+    if not c then return end
+    queued[d] = true
+    queue[#queue + 1] = {d, c}
+    table.sort(queue, function(a, b) return a[2] > b[2] end) -- smallest cseq last
+  end
+  for _, f in ipairs(followers) do push(f) end
+  local moved = 0
+  while #queue > 0 do
+    local d = table.remove(queue)[1]
+    local plan = trim_plan(d, written, read)
+    if plan then
+      done[#done + 1] = plan
+      for _, o in ipairs(plan.gave) do
+        written[o.k] = true
+        for _, e in ipairs(o.ends) do read[e] = true end
+        for _, member in ipairs(as_list(o.op[2])) do
+          local ekey = P .. 'ev:' .. member[1]
+          local e = redis.call('HMGET', ekey, 'st', 'bd', 'seq', 'b')
+          if e[1] == 'in_flight' and e[2] == d then
+            redis.call('HSET', ekey, 'st', 'pending', 'bd', '', 'upd', now)
+            ready_add(member[1], tonumber(e[3]), tonumber(e[4]) or 0, now)
+            moved = moved + 1
+          end
         end
       end
+      for _, f in ipairs(redis.call('SMEMBERS', P .. 'dep:' .. d)) do push(f) end
     end
   end
-  table.sort(order, function(a, b) return chosen[a].cseq > chosen[b].cseq end)
-  local moved = 0
-  for _, d in ipairs(order) do
-    local info = chosen[d]
-    for _, k in ipairs(info.x) do written[k] = true end
-    for _, k in ipairs(info.s) do read[k] = true end
-    local n = 0
-    for _, eid in ipairs(info.ev) do
-      local ekey = P .. 'ev:' .. eid
-      local e = redis.call('HMGET', ekey, 'st', 'bd', 'seq', 'b')
-      if e[1] == 'in_flight' and e[2] == d then
-        redis.call('HSET', ekey, 'st', 'pending', 'bd', '', 'upd', now)
-        ready_add(eid, tonumber(e[3]), tonumber(e[4]) or 0, now)
-        n = n + 1
+  -- holds go back latest first, to predecessors as they were (x/s not yet rewritten), so each
+  -- key returns to the unfinished bundle that held it before
+  for i = #done, 1, -1 do
+    local plan = done[i]
+    local dropped_x, dropped_s = {}, {}
+    for _, k in ipairs(plan.x) do
+      if not plan.kept_x[k] then dropped_x[#dropped_x + 1] = k end
+    end
+    for _, k in ipairs(plan.s) do
+      if not plan.kept_s[k] then dropped_s[#dropped_s + 1] = k end
+    end
+    restore_holds(plan.id, dropped_x, dropped_s, plan.pre)
+  end
+  local gone = {}
+  for _, plan in ipairs(done) do
+    local key = P .. 'bd:' .. plan.id
+    local given = 0
+    for _, o in ipairs(plan.gave) do given = given + #as_list(o.op[2]) end
+    if given > 0 then redis.call('HINCRBY', P .. 'stats', 'inflight', 0 - given) end
+    if #plan.kept_events == 0 then
+      gone[#gone + 1] = plan.id
+      redis.call('DEL', key)
+      redis.call('HINCRBY', P .. 'stats', 'bundles', -1)
+      redis.call('HINCRBY', P .. 'stats', 'dissolved', 1)
+    else
+      -- a key it only references now (its write went back): a reader again
+      for k in pairs(plan.kept_s) do
+        local was_writer = false
+        for _, x in ipairs(plan.x) do if x == k then was_writer = true end end
+        if was_writer and redis.call('SADD', P .. 'hs:' .. k, plan.id) == 1 then
+          redis.call('HINCRBY', P .. 'hsn', k, 1)
+        end
       end
+      local x_list, s_list = {}, {}
+      for k in pairs(plan.kept_x) do x_list[#x_list + 1] = k end
+      for k in pairs(plan.kept_s) do s_list[#s_list + 1] = k end
+      table.sort(x_list)
+      table.sort(s_list)
+      local layout = plan.layout
+      local extra = ''
+      for _, name in ipairs({'i', 'k', 't'}) do
+        if layout[name] ~= nil then
+          extra = extra .. ',"' .. name .. '":' .. cjson.encode(layout[name])
+        end
+      end
+      redis.call('HSET', key, 'ev', cjson.encode(plan.kept_events),
+                 'x', cjson.encode(x_list), 's', #s_list > 0 and cjson.encode(s_list) or '[]',
+                 'layout', '{"r":' .. encode_ops(plan.keep.r) .. ',"l":' ..
+                   encode_ops(plan.keep.l) .. extra .. '}',
+                 'n', #plan.kept_events, 'trimmed', 1, 'upd', now)
+      redis.call('HINCRBY', P .. 'stats', 'trimmed', 1)
     end
-    restore_holds(d, info.x, info.s, info.pre)
-    redis.call('DEL', P .. 'bd:' .. d, P .. 'dep:' .. d)
-    redis.call('HINCRBY', P .. 'stats', 'inflight', -n)
-    redis.call('HINCRBY', P .. 'stats', 'bundles', -1)
-    redis.call('HINCRBY', P .. 'stats', 'dissolved', 1)
-    moved = moved + n
   end
-  return moved
+  return moved, gone
+end
+
+-- Bundles stop waiting for `finished` (recorded, or slow) and for the bundles trimming deleted;
+-- the ones with no predecessor left are ready to send.
+local function unblock_followers(finished, gone, now)
+  local lost = {}
+  if finished then
+    for _, f in ipairs(redis.call('SMEMBERS', P .. 'dep:' .. finished)) do
+      lost[f] = (lost[f] or 0) + 1
+    end
+    redis.call('DEL', P .. 'dep:' .. finished)
+  end
+  for _, g in ipairs(gone) do
+    for _, f in ipairs(redis.call('SMEMBERS', P .. 'dep:' .. g)) do lost[f] = (lost[f] or 0) + 1 end
+    redis.call('DEL', P .. 'dep:' .. g)
+  end
+  local names = {}
+  for f in pairs(lost) do names[#names + 1] = f end
+  table.sort(names)
+  local ready_ids = {}
+  for _, f in ipairs(names) do
+    local key = P .. 'bd:' .. f
+    if redis.call('HGET', key, 'st') == 'waiting'
+       and redis.call('HINCRBY', key, 'np', -lost[f]) <= 0 then
+      redis.call('HSET', key, 'st', 'planned', 'np', 0, 'upd', now)
+      redis.call('ZADD', P .. 'claims', now, f)
+      ready_ids[#ready_ids + 1] = f
+    end
+  end
+  return ready_ids
 end
 
 -- A recorded bundle leaves the scheduler: its holds go (everything it took over was finished
--- before it was sent), each waiting follower that touches an entity whose events went back
--- (`written`/`read`) is dissolved with everything that follows it, and every other follower
--- loses a predecessor (ready to send once it has none left). Returns the followers that became
--- ready, and how many events dissolving sent back.
+-- before it was sent), the waiting bundles after it give back what touches the events it sent
+-- back (`written`/`read`), and its followers stop waiting for it. Returns the bundles that
+-- became ready, and how many events trimming sent back.
 local function release(bid, x_keys, s_keys, written, read, now)
   unhold(bid, x_keys, s_keys)
-  local dkey = P .. 'dep:' .. bid
-  local followers = redis.call('SMEMBERS', dkey)
-  redis.call('DEL', dkey)
-  table.sort(followers)
-  local seeds, keep = {}, {}
-  for _, d in ipairs(followers) do
-    local h = redis.call('HMGET', P .. 'bd:' .. d, 'st', 'x', 's')
-    if h[1] == 'waiting' then
-      if next(written) == nil and next(read) == nil then
-        keep[#keep + 1] = d
-      elseif conflicts(decoded(h[2]), decoded(h[3]), written, read) then
-        seeds[#seeds + 1] = d
-      else
-        keep[#keep + 1] = d
-      end
-    end
+  local moved, gone = 0, {}
+  if next(written) ~= nil or next(read) ~= nil then
+    moved, gone = trim(redis.call('SMEMBERS', P .. 'dep:' .. bid), written, read, now)
   end
-  local moved = dissolve(seeds, written, read, now)
-  local ready_ids = {}
-  for _, d in ipairs(keep) do
-    local key = P .. 'bd:' .. d
-    if redis.call('HGET', key, 'st') == 'waiting' and redis.call('HINCRBY', key, 'np', -1) <= 0 then
-      redis.call('HSET', key, 'st', 'planned', 'np', 0, 'upd', now)
-      redis.call('ZADD', P .. 'claims', now, d)
-      ready_ids[#ready_ids + 1] = d
-    end
-  end
-  return ready_ids, moved
+  return unblock_followers(bid, gone, now), moved
 end
 
 -- Slow holders. A bundle that turns STALE or is parked may hold its entities for days; it must
--- delay only what follows it. So its waiting followers are dissolved at once (an unrelated event
--- packed with a follower goes back to the log and is planned afresh), its keys are listed in
+-- delay only what follows it. So its waiting followers give back at once what touches its keys
+-- (trimmed as if it had sent everything back; what they keep stops waiting for it), its keys are
+-- listed in
 -- `slowk` (key -> x|s:<bundle>), and planning blocks what touches them: such events leave the
 -- log for `blk:<bundle>` (seq order) and hold their keys virtually (`hvn` key -> count, `hvb:<key>`
 -- bundle -> count, `hvs:<key>` bundle -> the lowest seq it blocked there), so the events after
@@ -281,9 +416,9 @@ local function become_slow(bid, now)
   local x_keys, s_keys = decoded(h[2]), decoded(h[3])
   for _, k in ipairs(x_keys) do redis.call('HSET', P .. 'slowk', k, 'x:' .. bid) end
   for _, k in ipairs(s_keys) do redis.call('HSETNX', P .. 'slowk', k, 's:' .. bid) end
-  local written, read = {}, {}
-  local moved = dissolve(redis.call('SMEMBERS', P .. 'dep:' .. bid), written, read, now)
-  redis.call('DEL', P .. 'dep:' .. bid)
+  local written, read = as_set(x_keys), as_set(s_keys)
+  local moved, gone = trim(redis.call('SMEMBERS', P .. 'dep:' .. bid), written, read, now)
+  unblock_followers(bid, gone, now)
   if moved > 0 then
     redis.call('HINCRBY', P .. 'stats', 'requeued', moved)
     stamp_sent_back(written, read)

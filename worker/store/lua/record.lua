@@ -15,8 +15,8 @@
 -- merge again. An event of the bundle without an outcome goes back too (as RETRY), so nothing is
 -- ever left in flight. Then the bundle leaves the scheduler (`release` in _lib.lua): its holds go,
 -- each bundle waiting for it loses a predecessor, and a waiting bundle that touches an entity
--- whose events went back is dissolved (its events back in the log, in seq order, never sent), so
--- nothing overtakes what was sent back. A slow bundle (STALE or parked) also lets the events it
+-- whose events went back gives back its operations on them (to the log, in seq order, never
+-- sent), so nothing overtakes what was sent back. A slow bundle (STALE or parked) also lets the events it
 -- blocked back into the log. The record becomes `recorded` with the results TTL.
 
 local cfg = cjson.decode(ARGV[1])
@@ -76,7 +76,7 @@ for _, eid in ipairs(as_list(cjson.decode(h[7] or '[]'))) do
 end
 redis.call('HINCRBY', P .. 'stats', 'inflight', -(finals + rebuffered))
 
--- recorded before its followers are looked at: a dissolved follower gives its holds back only to
+-- recorded before its followers are looked at: a trimmed follower gives its holds back only to
 -- predecessors still unfinished, never to this one
 redis.call('HSET', key, 'st', 'recorded', 'cexp', 0, 'np', 0, 'fin', now, 'upd', now,
            'status', cfg.status or '', 'finals', finals, 'rebuffered', rebuffered)
