@@ -206,3 +206,19 @@ def test_chain_bound_of_independent_upserts_is_one_bundle() -> None:
     ]  # fmt: skip
 
     assert chain_bound(events).longest_chain == 1
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_baseline_queues_keep_every_entity_on_one_queue(shape: str) -> None:
+    from bench.baseline import queues_by_component
+
+    events = make_stream(shape, tag="t", events=3000, seed=6).events
+
+    queues = queues_by_component(events, 2)
+
+    queue_of: dict[str, str] = {}
+    for event, queue in zip(events, queues, strict=True):
+        for key in _entities_touched(event):
+            assert queue_of.setdefault(f"{event['sourceKey']}/{key}", queue) == queue, event
+    if shape != "fanin":  # two sources: both queues work; fanin is one component
+        assert set(queues) == {"bench-baseline-0", "bench-baseline-1"}
