@@ -115,16 +115,16 @@ def _runs(stack: Stack) -> Report:
     naive_stream = make_stream(options.stream, tag="naive", events=options.events,
                                seed=options.seed, payload_bytes=options.payload_bytes)  # fmt: skip
     shape = (naive_stream.providers, naive_stream.offices, len(naive_stream.sources))
+    ours_stream = make_stream(options.stream, tag="ours", events=options.events,
+                              seed=options.seed, payload_bytes=options.payload_bytes)  # fmt: skip
     chain = None
     if options.stream == "hot":
         stack.progress("chain bound: planning every event of each source at once ...")
-        chain = chain_bound(naive_stream.events)
+        chain = chain_bound(ours_stream.events)
         stack.progress(f"  longest chain {chain.longest_chain} bundles ({chain.source})")
     with crew(stack, Naive(), warm_tag="warm-naive") as team:
         naive = measure(stack, team, naive_stream, "one task per event")
     del naive_stream
-    ours_stream = make_stream(options.stream, tag="ours", events=options.events,
-                              seed=options.seed, payload_bytes=options.payload_bytes)  # fmt: skip
     with crew(stack, Ours(), warm_tag="warm-ours") as team:
         ours = measure(stack, team, ours_stream, "ours")
         del ours_stream

@@ -90,11 +90,14 @@ def _worker_cpu(report: Report) -> Target:
     name = "worker CPU per event at most 1/20 of one task per event's"
     if share is None:
         return Target(name, None, "one task per event used no measurable CPU")
+    if share <= 0:
+        return Target(name, True, "ours used no measurable worker CPU")
+    relation = f"1/{floor(1 / share, 1)} of it" if share < 1 else f"{ceil(share)} times it"
     return Target(
         name,
         share <= WORKER_CPU_SHARE,
         f"{report.ours.worker_cpu_us:.1f} vs {report.naive.worker_cpu_us:.1f} CPU-us per event: "
-        f"1/{floor(1 / share, 1) if share else 'inf'}",
+        f"ours is {relation}",
     )
 
 
