@@ -25,9 +25,8 @@ from bench.procstat import Roles, cpu_used, read_cpu
 from bench.redis_probe import (
     PlannerCounts,
     SlowCall,
+    SlowCallWatch,
     planner_counts,
-    slowest_call,
-    watch_slow_calls,
 )
 from bench.shapes import Stream, make_stream
 from bench.stack import BenchError, Stack, wait_ready, worker_pids
@@ -125,16 +124,17 @@ def measure(stack: Stack, team: Crew, stream: Stream, label: str) -> Run:
                    f"{publish_s:.1f} s; consuming ...")  # fmt: skip
     roles = Roles(tuple(worker_pids(team.workers)), stack.redis_pid, stack.emulator_pid)
     requests_before = stack.emulator.requests_so_far()
-    watch_slow_calls(stack.client)
+    watch = SlowCallWatch(stack.client)
+    watch.start()
     cpu_before = read_cpu(roles)
     with RssSampler(lambda: worker_pids(team.workers)) as rss:
         started = time.monotonic()
         team.consumers.resume()
-        _wait(stack, team, lambda: design.done(stack, len(stream.events)), design.where)
+        _wait(stack, team, lambda: design.done(stack, len(stream.events)), design.where, watch)
         seconds = time.monotonic() - started
         cpu_after = read_cpu(roles)
     requests = stack.emulator.requests_so_far() - requests_before
-    slowest = slowest_call(stack.client)
+    slowest = watch.drain()
     design.check_failures(stack)
     check_oracle(stack, label, stream, assigned)
     run = Run(
@@ -192,17 +192,28 @@ def wait_drained(stack: Stack, team: Crew) -> None:
     _wait(stack, team, lambda: team.design.done(stack, 0), team.design.where)
 
 
-def _wait(stack: Stack, team: Crew, done: Callable[[], bool], where: Callable[[], str]) -> None:
+def _wait(
+    stack: Stack,
+    team: Crew,
+    done: Callable[[], bool],
+    where: Callable[[], str],
+    watch: SlowCallWatch | None = None,
+) -> None:
+    def finished() -> bool:
+        if watch is not None:
+            watch.poll()
+        return bool(team.workers.alive() and stack.emulator.alive()) and done()
+
     try:
         wait_until(
-            lambda: bool(team.workers.alive() and stack.emulator.alive()) and done(),
+            finished,
             timeout_s=stack.options.timeout_s,
             what="the run did not finish",
         )
     except StackError as exc:
         if "did not finish" not in str(exc):
             raise  # a process exited: its message says which, with its log
-        slow = slowest_call(stack.client)
+        slow = watch.drain() if watch is not None else None
         slowest = f"; slowest Redis call so far {slow.command} {slow.duration_ms:.1f} ms" if slow \
             else ""  # fmt: skip
         tails = "\n".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fakeredis
 import pytest
@@ -15,7 +15,13 @@ from bench.chain import ChainBound
 from bench.latency import Latency, percentile
 from bench.memory_runs import MemoryPair, memory_available, memory_needed
 from bench.options import Options
-from bench.redis_probe import SlowCall, _command_name, planner_counts, script_names
+from bench.redis_probe import (
+    SlowCall,
+    SlowCallWatch,
+    _command_name,
+    planner_counts,
+    script_names,
+)
 from bench.report import render
 from bench.report_json import to_json
 from bench.runs import Run
@@ -179,3 +185,35 @@ def test_planner_counts_sum_the_sources_or_say_none() -> None:
     assert (counts.read, counts.planned) == (15, 17)
     client.hset("ingest:{s-c}:stats", mapping={"buffered": 3})
     assert planner_counts(client, ["s-a", "s-c"]) is None
+
+
+class _SlowLog:
+    """The SLOWLOG commands of a client: the latest entries, newest first."""
+
+    def __init__(self) -> None:
+        self.log: list[dict[str, object]] = []
+
+    def slowlog_get(self, count: int) -> list[dict[str, object]]:
+        return list(reversed(self.log))[:count]
+
+    def slowlog_reset(self) -> None:
+        self.log.clear()
+
+    def config_set(self, name: str, value: int) -> bool:
+        return True
+
+
+def test_slow_call_watch_keeps_the_slowest_across_readings() -> None:
+    client = _SlowLog()
+    watch = SlowCallWatch(cast(Any, client), every_s=0.0)
+    watch.start()
+    client.log += [{"id": 0, "duration": 3000, "command": "HGETALL k"},
+                   {"id": 1, "duration": 9000, "command": "DEL k"}]  # fmt: skip
+    watch.poll()
+    del client.log[:2]  # the log keeps its latest entries only
+    client.log.append({"id": 2, "duration": 4000, "command": "SET k v"})
+
+    slowest = watch.drain()
+
+    assert slowest == SlowCall("DEL", 9000)
+    assert watch.drain() == SlowCall("DEL", 9000)  # nothing counted twice, nothing lost
