@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from bench.targets import targets
+from bench.targets import ceil, floor, targets
 
 if TYPE_CHECKING:
     from bench.benchmark import Report
@@ -88,8 +88,8 @@ def figures(report: Report) -> list[str]:
     """The lines between the tables and the targets: ratios, bounds, latency, Redis, machine."""
     cpu = report.worker_cpu_ratio
     lines = [
-        f"Throughput ratio, ours / one task per event: {report.ratio:.2f}x; worker CPU per event, "
-        f"ours / one task per event: {'n/a' if cpu is None else f'{cpu:.3f}'}",
+        f"Throughput ratio, ours / one task per event: {floor(report.ratio)}x; worker CPU per "
+        f"event, ours / one task per event: {'n/a' if cpu is None else ceil(cpu, 3)}",
     ]
     if report.chain is not None:
         chain = report.chain
