@@ -105,9 +105,39 @@ def _cast(tag: str, providers: int, offices: int, pool: int, padding: Padding) -
     )
 
 
+@dataclass(frozen=True)
+class _Mix:
+    """What one event of a two-source stream does, by a uniform draw: `(threshold, action)` in
+    order, the first whose threshold is above the draw and that is possible (a DELETE needs its
+    provider to exist; otherwise the next action is taken)."""
+
+    steps: tuple[tuple[float, str], ...]
+    create_share: float
+    """Of the writes that bring a provider (back) into being, this share is a CREATE."""
+    off_home_share: float
+    """Of the relationships, this share goes to another office of the source than the home one."""
+    link_delete_share: float
+    """Of the relationships that exist, this share is deleted; the rest are UPSERTed."""
+
+
+WIDE_MIX: Final = _Mix(
+    steps=((0.45, "provider"), (0.50, "office"), (0.53, "walk-in"), (0.555, "delete"),
+           (1.0, "link")),
+    create_share=0.5,
+    off_home_share=0.2,
+    link_delete_share=0.12,
+)  # fmt: skip
+HOT_MIX: Final = _Mix(
+    steps=((0.55, "provider"), (0.62, "delete"), (0.67, "office"), (0.68, "walk-in"),
+           (1.0, "link")),
+    create_share=0.3,
+    off_home_share=0.4,
+    link_delete_share=0.1,
+)  # fmt: skip
+
+
 def wide(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
     """Thousands of entities, every kind of event, groups named loosely (see the module doc)."""
-    rng = random.Random(seed)  # noqa: S311 - a reproducible stream, not a secret
     offices = max(2 * SOURCES, events // EVENTS_PER_OFFICE)
     cast = _cast(
         tag,
@@ -116,34 +146,12 @@ def wide(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
         pool=max(4, offices // 8),
         padding=Padding(payload_bytes),
     )
-    out: list[Event] = []
-    for n in range(events):
-        index = rng.randrange(len(cast.providers))
-        source = cast.source_of(index)
-        world, home = cast.worlds[source], cast.home_of(index)
-        provider = cast.providers[index]
-        roll = rng.random()
-        if roll < 0.45:
-            event = world.write_provider(rng, provider, create_share=0.5)
-        elif roll < 0.50:
-            office = rng.choice(cast.offices_of[source])
-            event, home = world.write_office(rng, office), office
-        elif roll < 0.53:
-            event = world.create_walk_in(rng)
-        elif roll < 0.555 and provider in world.providers:
-            event = world.delete_provider(provider)
-        else:
-            if rng.random() >= 0.8:  # a relationship outside the provider's home office
-                home = rng.choice(cast.offices_of[source])
-            event = _link_or_ends(rng, world, home, provider, delete_share=0.12)
-        group = cast.pools[source].pick(rng, office_group(home))
-        out.append(stamped(event, event_id=f"{tag}-e{n + 1}", source=source, group=group))
+    out = _mixed(cast, WIDE_MIX, tag=tag, events=events, seed=seed)
     return Stream("wide", tag, out, cast.sources, len(cast.providers), offices)
 
 
 def hot(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
     """Tens of entities with long chains of changes, groups mixed (see the module doc)."""
-    rng = random.Random(seed)  # noqa: S311 - a reproducible stream, not a secret
     cast = _cast(
         tag,
         providers=HOT_PROVIDERS,
@@ -151,6 +159,13 @@ def hot(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
         pool=6,
         padding=Padding(payload_bytes),
     )
+    out = _mixed(cast, HOT_MIX, tag=tag, events=events, seed=seed)
+    return Stream("hot", tag, out, cast.sources, HOT_PROVIDERS, HOT_OFFICES)
+
+
+def _mixed(cast: _Cast, mix: _Mix, *, tag: str, events: int, seed: int) -> list[Event]:
+    """`events` events drawn from `mix`, each about a random provider of the cast."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible stream, not a secret
     out: list[Event] = []
     for n in range(events):
         index = rng.randrange(len(cast.providers))
@@ -158,22 +173,27 @@ def hot(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
         world, home = cast.worlds[source], cast.home_of(index)
         provider = cast.providers[index]
         roll = rng.random()
-        if roll < 0.55:
-            event = world.write_provider(rng, provider, create_share=0.3)
-        elif roll < 0.62 and provider in world.providers:
-            event = world.delete_provider(provider)  # the next write re-creates it
-        elif roll < 0.67:
+        action = next(
+            action
+            for threshold, action in mix.steps
+            if roll < threshold and (action != "delete" or provider in world.providers)
+        )
+        if action == "provider":
+            event = world.write_provider(rng, provider, create_share=mix.create_share)
+        elif action == "delete":
+            event = world.delete_provider(provider)  # a later write creates it again
+        elif action == "office":
             office = rng.choice(cast.offices_of[source])
             event, home = world.write_office(rng, office), office
-        elif roll < 0.68:
+        elif action == "walk-in":
             event = world.create_walk_in(rng)
         else:
-            if rng.random() >= 0.6:
+            if rng.random() >= 1 - mix.off_home_share:
                 home = rng.choice(cast.offices_of[source])
-            event = _link_or_ends(rng, world, home, provider, delete_share=0.1)
+            event = _link_or_ends(rng, world, home, provider, delete_share=mix.link_delete_share)
         group = cast.pools[source].pick(rng, office_group(home))
         out.append(stamped(event, event_id=f"{tag}-e{n + 1}", source=source, group=group))
-    return Stream("hot", tag, out, cast.sources, HOT_PROVIDERS, HOT_OFFICES)
+    return out
 
 
 def fanin(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
