@@ -95,8 +95,9 @@ def figures(report: Report) -> list[str]:
         chain = report.chain
         lines.append(
             f"Chain bound: {chain.events} events / {chain.longest_chain} bundles in the longest "
-            f"chain (source {chain.source}, planned at once with caps that never bind) = "
-            f"{chain.events_per_round_trip:.1f} events per sequential Registry round trip"
+            f"chain (each source's events planned at once with caps that never bind; the longest "
+            f"is {chain.source}'s) = {chain.events_per_round_trip:.1f} events per sequential "
+            "Registry round trip"
         )
     lines.append(
         "Slowest Redis call while draining (SLOWLOG, over 1 ms): "
