@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/clinia-ingest demo
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/clinia-ingest bench --stream wide
 
 test: check
 

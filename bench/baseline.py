@@ -8,10 +8,11 @@ The producer gives a CREATE without an id its id before sending (`worker.ids.new
 
 Its Celery settings are ours (`worker.celery_app.celery_config`: late acks, prefetch 1, results
 off, JSON), minus the task events, which would cost the baseline a few messages per task. Each
-worker consumes its own queue and every event of a group goes to the same queue: with one pool
-process per worker, a group's events then run in publish order, which any one-task-per-event
-design needs to end in the right state. Each task counts itself in Redis (done, or failed with the
-event id and the error's type), so the benchmark waits on a count, not on a guess.
+worker consumes its own queue, and all the events that touch one entity go to the same queue
+(`queues_by_component`): with one pool process per worker, an entity's events then run in
+publish order, which any one-task-per-event design needs to end in the right state. Each task
+counts itself in Redis (done, or failed with the event id and the error's type), so the
+benchmark waits on a count, not on a guess.
 
 Start a worker with `celery -A bench.baseline worker -Q bench-baseline-0 -c 1`; settings come from
 the environment, as for ours.
@@ -20,7 +21,8 @@ the environment, as for ours.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -164,35 +166,66 @@ def write_one(client: RegistryClient, event: dict[str, Any]) -> None:
                 raise WriteRefusedError(f"receipt {receipt.status}")
 
 
-def queues_by_group(events: Iterable[dict[str, Any]], workers: int) -> dict[str, str]:
-    """Each group's queue: groups dealt in turn, in order of first appearance, so queues balance."""
-    found: dict[str, str] = {}
-    for event in events:
-        group = event.get("group") or event["sourceKey"]
-        if group not in found:
-            found[group] = queue_name(len(found) % workers)
-    return found
+def queues_by_component(events: Sequence[dict[str, Any]], workers: int) -> list[str]:
+    """Each event's queue, so that any two events touching one entity share a queue.
+
+    One task per event keeps an entity's order only if its events run one after the other: on
+    one queue, consumed by one worker with one pool process. A relationship joins its two ends,
+    so the queues are the stream's connected components (per source), dealt largest first to
+    the least loaded queue. Groups say nothing here: producers name them loosely, and the same
+    entity under two groups on two queues would run out of order. A stream that is one
+    component (every relationship to one office) runs on one queue: what order demands.
+    """
+    parent: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def find(key: tuple[str, ...]) -> tuple[str, ...]:
+        root = key
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[key] != root:
+            parent[key], key = root, parent[key]
+        return root
+
+    roots: list[tuple[str, ...]] = []
+    for index, event in enumerate(events):
+        source = event["sourceKey"]
+        if event["target"] == "resource":
+            # a CREATE without an id names a new entity that nothing else touches
+            key = (source, event["type"], event.get("id") or f"#{index}")
+            roots.append(find(key))
+            continue
+        ends = [(source, event[side]["type"], event[side]["id"]) for side in ("from", "to")]
+        first, second = find(ends[0]), find(ends[1])
+        parent[second] = first
+        roots.append(first)
+    sizes = Counter(find(root) for root in roots)
+    loads = [0] * workers
+    queue_of: dict[tuple[str, ...], int] = {}
+    for root, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        queue_of[root] = min(range(workers), key=loads.__getitem__)
+        loads[queue_of[root]] += size
+    return [queue_name(queue_of[find(root)]) for root in roots]
 
 
 def enqueue(app: Celery, events: Sequence[dict[str, Any]], workers: int) -> dict[str, str]:
-    """Send one task per event, in order, to its group's queue; the ids given to id-less CREATEs.
+    """Send one task per event, in order, to its component's queue; the ids given to id-less
+    CREATEs.
 
     `workers` is how many baseline workers (so queues) run.
     """
     from worker.ids import new_id
 
-    queues = queues_by_group(events, workers)
+    queues = queues_by_component(events, workers)
     assigned: dict[str, str] = {}
     with app.producer_or_acquire() as producer:
-        for event in events:
+        for event, queue in zip(events, queues, strict=True):
             if event["target"] == "resource" and "id" not in event:
                 assigned[event["eventId"]] = new_id()
                 event = {**event, "id": assigned[event["eventId"]]}
-            group = event.get("group") or event["sourceKey"]
             app.send_task(
                 TASK_NAME,
                 args=[event],
-                queue=queues[group],
+                queue=queue,
                 producer=producer,
                 argsrepr=repr(event["eventId"]),
             )

@@ -1,125 +1,128 @@
-"""The figures the benchmark prints: one table, the ratio, and a line per DESIGN target.
+"""What the benchmark prints on stdout: two tables, the figures around them, a line per target.
 
-It reports; it does not judge: each target line says met or not met with its figures, and the
-benchmark exits 0 either way.
+It reports; it does not judge the exit status: each target line says met, not met or not
+measured, with its figures, and the benchmark exits 0 either way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from bench.runs import Run
+from bench.targets import ceil, floor, targets
 
-THROUGHPUT_TARGET: Final = 20.0
-"""DESIGN 7: end-to-end throughput at least this many times the one-task-per-event design."""
-REQUESTS_TARGET: Final = 2.0
-"""DESIGN 7: at most this many Registry requests per 100 events when bundles fill."""
-MEMORY_TOLERANCE: Final = 0.10
-"""Growth of the peak RSS of one worker process, from a backlog of N to one of 5N, still read as
-flat: the sampling and the allocator move a process's RSS by a few per cent from run to run."""
+if TYPE_CHECKING:
+    from bench.benchmark import Report
+    from bench.runs import Run
+
 KIB_PER_MIB: Final = 1024
+RUN_WIDTH: Final = 40
 
-HEADER: Final = (
-    f"{'run':<28}{'events':>8}{'seconds':>10}{'events/s':>11}{'requests':>10}"
-    f"{'per 100 ev':>12}{'peak RSS 1 proc MiB':>21}{'peak RSS all MiB':>18}"
+RUN_HEADER: Final = (
+    f"{'run':<{RUN_WIDTH}}{'events':>8}{'seconds':>9}{'events/s':>10}{'requests':>10}"
+    f"{'req/1000 ev':>13}{'reads/ev':>10}{'plans/ev':>10}{'RSS 1 proc MiB':>16}{'RSS all MiB':>13}"
 )
-
-
-@dataclass(frozen=True)
-class Report:
-    """Every run of one benchmark: the baseline, ours live, ours on a backlog of N and of 5N."""
-
-    baseline: Run
-    ours: Run
-    backlog_small: Run
-    backlog_large: Run
-    workers: int
-    decode_cache: int
-    """Decoded events one pool process keeps at most (a bounded cache, see `memory_note`)."""
-
-    @property
-    def runs(self) -> list[Run]:
-        return [self.baseline, self.ours, self.backlog_small, self.backlog_large]
-
-    @property
-    def ratio(self) -> float:
-        base = self.baseline.events_per_s
-        return self.ours.events_per_s / base if base > 0 else 0.0
-
-    @property
-    def memory_growth(self) -> float:
-        """The relative change of the peak one-process RSS from the small to the large backlog."""
-        small = self.backlog_small.peak_process_kib
-        return (self.backlog_large.peak_process_kib - small) / small if small else 0.0
-
-
+CPU_HEADER: Final = (
+    f"{'CPU-us per event':<{RUN_WIDTH}}{'pool':>9}{'celery main':>13}{'workers':>9}{'redis':>8}"
+    f"{'emulator':>10}{'publisher':>11}{'events/s':>10}"
+)
 NOTE: Final = (
-    "(seconds: until the work is done, publishing included; backlog rows: from the workers' "
-    "start, start-up included)"
+    "(seconds: from consuming resumed on warm workers, the whole stream already published, "
+    "until the work is done; workers = pool + celery main; publisher = the benchmark's own CPU "
+    "while it published, before the clock)"
 )
 
 
 def render(report: Report) -> list[str]:
-    """Everything the benchmark prints at the end: the table, then the verdicts."""
-    return [*table(report), NOTE, "", *verdicts(report)]
+    """Everything printed at the end, in order."""
+    runs = [report.naive, report.ours] + [
+        run for pair in report.memory for run in (pair.small, pair.large) if run is not None
+    ]
+    return [
+        _stream_line(report),
+        "",
+        RUN_HEADER,
+        *(_run_row(run) for run in runs),
+        "",
+        CPU_HEADER,
+        *(_cpu_row(run) for run in runs),
+        NOTE,
+        "",
+        *figures(report),
+        "",
+        *(target.line() for target in targets(report)),
+    ]
 
 
-def table(report: Report) -> list[str]:
-    """The table of figures, one row per run."""
-    rows = [HEADER]
-    for run in report.runs:
-        rows.append(
-            f"{run.label:<28}{len(run.events):>8}{run.seconds:>10.2f}{run.events_per_s:>11.1f}"
-            f"{run.requests:>10}{run.requests_per_100:>12.2f}"
-            f"{run.peak_process_kib / KIB_PER_MIB:>21.1f}{run.peak_total_kib / KIB_PER_MIB:>18.1f}"
+def _stream_line(report: Report) -> str:
+    options = report.options
+    size = f"events of about {options.payload_bytes} B" if options.payload_bytes else "small events"
+    return (
+        f"Stream {options.stream}: {options.events} events over {report.sources} source(s), "
+        f"{report.providers} providers and {report.offices} offices named, {size}, seed "
+        f"{options.seed}; {options.workers} worker process(es) per design, one pool process each"
+    )
+
+
+def _run_row(run: Run) -> str:
+    return (
+        f"{run.label:<{RUN_WIDTH}}{run.events:>8}{run.seconds:>9.2f}{run.events_per_s:>10.1f}"
+        f"{run.requests:>10}{run.requests_per_1000:>13.2f}{_maybe(run.reads_per_event):>10}"
+        f"{_maybe(run.planned_per_event):>10}{run.peak_process_kib / KIB_PER_MIB:>16.1f}"
+        f"{run.peak_total_kib / KIB_PER_MIB:>13.1f}"
+    )
+
+
+def _cpu_row(run: Run) -> str:
+    return (
+        f"{run.label:<{RUN_WIDTH}}{run.cpu_us('pool'):>9.1f}{run.cpu_us('celery_main'):>13.1f}"
+        f"{run.worker_cpu_us:>9.1f}{run.cpu_us('redis'):>8.1f}{run.cpu_us('emulator'):>10.1f}"
+        f"{run.cpu_us('publisher'):>11.1f}{run.events_per_s:>10.1f}"
+    )
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def figures(report: Report) -> list[str]:
+    """The lines between the tables and the targets: ratios, bounds, latency, Redis, machine."""
+    cpu = report.worker_cpu_ratio
+    lines = [
+        f"Throughput ratio, ours / one task per event: {floor(report.ratio)}x; worker CPU per "
+        f"event, ours / one task per event: {'n/a' if cpu is None else ceil(cpu, 3)}",
+    ]
+    if report.chain is not None:
+        chain = report.chain
+        lines.append(
+            f"Chain bound: {chain.events} events / {chain.longest_chain} bundles in the longest "
+            f"chain (each source's events planned at once with caps that never bind; the longest "
+            f"is {chain.source}'s) = {chain.events_per_round_trip:.1f} events per sequential "
+            "Registry round trip"
         )
-    return rows
-
-
-def verdicts(report: Report) -> list[str]:
-    """The ratio, and one line per DESIGN target: met or not met, with its figures."""
-    ours, base = report.ours, report.baseline
-    small, large = report.backlog_small, report.backlog_large
-    per_request = len(ours.events) / ours.requests if ours.requests else 0.0
-    return [
-        f"Throughput ratio, ours / one task per event: {report.ratio:.1f}x",
-        f"Target: throughput at least {THROUGHPUT_TARGET:.0f}x one task per event: "
-        f"{_met(report.ratio >= THROUGHPUT_TARGET)} ({report.ratio:.1f}x: "
-        f"{ours.events_per_s:.1f} vs {base.events_per_s:.1f} events/s)",
-        f"Target: at most {REQUESTS_TARGET:.0f} Registry requests per 100 events: "
-        f"{_met(ours.requests_per_100 <= REQUESTS_TARGET)} ({ours.requests_per_100:.2f} per 100 "
-        f"events, {per_request:.1f} events per request; one task per event: "
-        f"{base.requests_per_100:.2f})",
-        f"Target: worker memory does not grow with the backlog: "
-        f"{_met(report.memory_growth <= MEMORY_TOLERANCE)} (peak RSS of one worker process "
-        f"{large.peak_process_kib / KIB_PER_MIB:.1f} MiB with a backlog of {len(large.events)} vs "
-        f"{small.peak_process_kib / KIB_PER_MIB:.1f} MiB with {len(small.events)}: "
-        f"{100 * report.memory_growth:+.1f}%)",
-        *memory_note(report),
-        "Final Registry state equals the one-by-one oracle's: "
-        + ", ".join(f"{run.label} {'yes' if run.matches_oracle else 'NO'}" for run in report.runs),
+    lines.append(
+        "Slowest Redis call while draining (SLOWLOG, over 1 ms): "
+        + "; ".join(f"{run.label}: {_slowest(run)}" for run in (report.ours, report.naive))
+    )
+    if report.latency is not None:
+        latency = report.latency
+        lines.append(
+            f"Latency from publish to outcome at half our peak ({latency.events} events at "
+            f"{latency.rate_per_s:.0f} events/s asked, {latency.achieved_per_s:.0f} kept up): "
+            f"p50 {latency.p50_ms:.0f} ms, p99 {latency.p99_ms:.0f} ms, max "
+            f"{latency.max_ms:.0f} ms (linger {report.linger_ms} ms)"
+        )
+    for pair in report.memory:
+        if pair.skipped is not None:
+            lines.append(f"Memory with {pair.payload_bytes} B events: skipped: {pair.skipped}")
+    lines += [
+        "Final Registry state equals the one-by-one oracle's: every run (checked before its "
+        "figures)",
+        f"Machine: {report.cpus} CPUs, load average {report.load_start[0]:.2f} at the start, "
+        f"{report.load_end[0]:.2f} at the end",
     ]
+    return lines
 
 
-def memory_note(report: Report) -> list[str]:
-    """Why the smaller backlog may show less memory: a bounded cache it does not fill.
-
-    A pool process keeps the events it decoded in a cache of fixed size (so a flush that reads a
-    buffer again decodes nothing twice). A backlog that gives each process fewer events than the
-    cache holds leaves it part empty, and the comparison then measures the cache filling up, not
-    memory following the backlog; from the size on where it fills, the peak stays put.
-    """
-    small = len(report.backlog_small.events)
-    if small / report.workers >= report.decode_cache:
-        return []
-    enough = report.decode_cache * report.workers
-    return [
-        f"  (note: a pool process caches up to {report.decode_cache} decoded events; a backlog of "
-        f"{small} over {report.workers} process(es) leaves that cache part empty, so the "
-        f"difference includes it filling up; with --events {enough} or more both backlogs fill it)"
-    ]
-
-
-def _met(condition: bool) -> str:
-    return "met" if condition else "not met"
+def _slowest(run: Run) -> str:
+    slow = run.slowest
+    return "none over 1 ms" if slow is None else f"{slow.command} {slow.duration_ms:.1f} ms"

@@ -1,211 +1,177 @@
-"""The measured runs: one task per event, ours publishing while it drains, ours on a backlog.
+"""The measured runs: each design's workers started and warm, then the clock on the whole stream.
 
-Each run takes the same stream under its own tag (so its own sources and event ids), measures wall
-time until the work is done (a count in Redis, or our backlog at 0, polled with a deadline), the
-Registry requests the emulator served meanwhile and the peak RSS of the worker processes, then
-reads the Registry back and compares it with the one-by-one oracle. A run that loses or changes
-anything raises `BenchError`: its figures would mean nothing.
+Both designs go through the same steps (`measure`): their K workers are started and warmed on a
+small stream under its own tag (drained), told to stop consuming (`bench.consuming`), the whole
+measured stream is published (ours) or enqueued (one task per event), the clock starts, the
+workers consume again, and the clock stops when the work is done: ours when its backlog is 0,
+the naive design when its done counter reaches the stream's length, polled with a deadline.
+Around that window the benchmark reads every process's CPU time (`bench.procstat`), the Registry
+requests the emulator served, the workers' peak RSS, Redis' slowest call and the planners'
+counters. Then it reads the Registry back and compares it with the one-by-one oracle: a run that
+lost or changed anything raises `BenchError`, and no figure of it is printed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-import worker
-from bench import baseline
+from bench.consuming import Consumers
+from bench.designs import Crew, Design
 from bench.memory import RssSampler
-from bench.stack import BaselineWorkers, EmulatorProcess, wait_ready, worker_pids
-from bench.stream import Event, State, make_stream, normalized, oracle, sources_of, with_ids
-from worker.demo_stack import StackError, Workers, wait_until
-from worker.results import backlog
+from bench.procstat import Roles, cpu_used, read_cpu
+from bench.redis_probe import (
+    PlannerCounts,
+    SlowCall,
+    SlowCallWatch,
+    planner_counts,
+)
+from bench.shapes import Stream, make_stream
+from bench.stack import BenchError, Stack, wait_ready, worker_pids
+from bench.stream import State, normalized, oracle, with_ids
+from worker.demo_stack import StackError, wait_until
 
-if TYPE_CHECKING:
-    from worker.settings import IngestSettings
-    from worker.store import Store
-
-OURS_PREFIX = "demo"
-"""The name prefix of our worker processes, as `worker.demo_stack.Workers` starts them."""
-
-
-class BenchError(RuntimeError):
-    """Something broke: a run lost events, failed writes, or did not finish in time."""
-
-
-@dataclass(frozen=True)
-class Options:
-    """What to run: the stream's size and shape, the worker count, and the deadlines."""
-
-    events: int
-    groups: int
-    workers: int
-    publish_batch: int
-    backlog_factor: int
-    seed: int
-    timeout_s: float
-
-
-@dataclass
-class Bench:
-    """What every run shares: the options, our settings, the emulator, our store, a directory."""
-
-    options: Options
-    settings: IngestSettings
-    emulator: EmulatorProcess
-    store: Store
-    directory: Path
-    out: Callable[[str], None]
+POLL_INTERVAL_S = 0.05
 
 
 @dataclass
 class Run:
-    """The figures of one run, and the Registry it left beside the oracle's."""
+    """The figures of one measured run, taken once its Registry matched the oracle's."""
 
     label: str
-    events: list[Event]
+    design: str
+    events: int
     seconds: float
     requests: int
+    cpu_s: dict[str, float]
+    """CPU seconds in the window, per kind of process (`procstat.KINDS`)."""
+    publish_cpu_s: float
+    """The benchmark's own CPU while it published or enqueued the stream (before the clock)."""
+    publish_s: float
     peak_process_kib: int
     peak_total_kib: int
-    expected: dict[str, State]
-    actual: dict[str, State]
+    slowest: SlowCall | None
+    counts: PlannerCounts | None
+    sources: list[str] = field(default_factory=list)
 
     @property
     def events_per_s(self) -> float:
-        return len(self.events) / self.seconds if self.seconds > 0 else 0.0
+        return self.events / self.seconds if self.seconds > 0 else 0.0
 
     @property
-    def requests_per_100(self) -> float:
-        return 100 * self.requests / len(self.events)
+    def requests_per_1000(self) -> float:
+        return 1000 * self.requests / self.events
+
+    def cpu_us(self, kind: str) -> float:
+        """CPU-microseconds per event of one kind of process (`publisher` included)."""
+        seconds = self.publish_cpu_s if kind == "publisher" else self.cpu_s.get(kind, 0.0)
+        return 1_000_000 * seconds / self.events
 
     @property
-    def matches_oracle(self) -> bool:
-        return self.actual == self.expected
+    def worker_cpu_us(self) -> float:
+        """The workers' CPU per event: pool processes and Celery main processes."""
+        return self.cpu_us("pool") + self.cpu_us("celery_main")
 
+    @property
+    def reads_per_event(self) -> float | None:
+        return self.counts.read / self.events if self.counts else None
 
-def run_baseline(bench: Bench) -> Run:
-    """One task per event: K baseline workers, one task sent per event, until all are counted."""
-    options = bench.options
-    tag = "baseline"
-    events = make_stream(tag=tag, events=options.events, groups=options.groups, seed=options.seed)
-    app = baseline.create_app(bench.settings)
-    redis = bench.store.client
-    redis.delete(baseline.DONE_KEY, baseline.FAILED_KEY)
-    bench.out(f"one task per event: {options.workers} worker(s), {len(events)} tasks ...")
-    workers = BaselineWorkers(bench.settings, _directory(bench, tag), count=options.workers)
-    try:
-        wait_ready(_broker(bench), workers, prefix="baseline")
-        with _measured(bench, workers) as measure:
-            assigned = baseline.enqueue(app, events, options.workers)
-            _wait(
-                bench,
-                workers,
-                lambda: _counted(bench) >= len(events),
-                what=lambda: f"the baseline applied {_counted(bench)} of {len(events)} events",
-            )
-    finally:
-        workers.stop()
-        app.close()
-    failed = [str(line) for line in redis.lrange(baseline.FAILED_KEY, 0, 4)]
-    if failed:
-        count = redis.llen(baseline.FAILED_KEY)
-        raise BenchError(f"the baseline failed {count} writes, e.g. {'; '.join(failed)}")
-    return _checked(bench, "one task per event", tag, with_ids(events, assigned), measure)
-
-
-def run_ours_live(bench: Bench) -> Run:
-    """Ours: K workers running, the stream published in batches, until the backlog is 0."""
-    options = bench.options
-    tag = "ours"
-    events = make_stream(tag=tag, events=options.events, groups=options.groups, seed=options.seed)
-    bench.out(f"ours: {options.workers} worker(s), {len(events)} events published as they run ...")
-    workers = Workers(bench.settings, _directory(bench, tag), count=options.workers, concurrency=1)
-    try:
-        wait_ready(_broker(bench), workers, prefix=OURS_PREFIX)
-        with _measured(bench, workers) as measure:
-            assigned = _publish(bench, events)
-            _wait_drained(bench, workers)
-    finally:
-        workers.stop()
-    return _checked(bench, "ours, publishing live", tag, with_ids(events, assigned), measure)
-
-
-def run_ours_backlog(bench: Bench, tag: str, size: int) -> Run:
-    """Ours on a backlog: `size` events over the same groups, published before K workers start.
-
-    Time and RSS count from the workers' start, their start-up included (work begins before a
-    worker could answer a ping, so readiness cannot start the clock).
-    """
-    options = bench.options
-    events = make_stream(tag=tag, events=size, groups=options.groups, seed=options.seed)
-    bench.out(f"ours: a backlog of {size} events, then {options.workers} worker(s) ...")
-    assigned = _publish(bench, events)
-    before = bench.emulator.requests_so_far()
-    started = time.monotonic()
-    workers = Workers(bench.settings, _directory(bench, tag), count=options.workers, concurrency=1)
-    try:
-        with RssSampler(lambda: worker_pids(workers)) as rss:
-            _wait_drained(bench, workers)
-            seconds = time.monotonic() - started
-    finally:
-        workers.stop()
-    measure = _Measure(seconds, bench.emulator.requests_so_far() - before, rss)
-    label = f"ours, backlog of {size}"
-    return _checked(bench, label, tag, with_ids(events, assigned), measure)
-
-
-@dataclass
-class _Measure:
-    seconds: float = 0.0
-    requests: int = 0
-    rss: RssSampler | None = None
+    @property
+    def planned_per_event(self) -> float | None:
+        return self.counts.planned / self.events if self.counts else None
 
 
 @contextmanager
-def _measured(bench: Bench, workers: Workers) -> Iterator[_Measure]:
-    """Time the block, count the Registry requests it caused, sample the workers' RSS."""
-    measure = _Measure()
-    before = bench.emulator.requests_so_far()
-    with RssSampler(lambda: worker_pids(workers)) as rss:
+def crew(stack: Stack, design: Design, *, warm_tag: str) -> Iterator[Crew]:
+    """K workers of the design, started, ready and warm (a small stream drained); stopped after."""
+    options = stack.options
+    workers = design.start(stack)
+    consumers: Consumers | None = None
+    try:
+        names = wait_ready(stack.broker_url, workers, prefix=design.prefix)
+        consumers = Consumers(stack.broker_url, design.queues(names))
+        team = Crew(design, workers, consumers)
+        warm = make_stream(options.stream, tag=warm_tag, events=options.warmup_events,
+                           seed=options.seed + 1)  # fmt: skip
+        stack.progress(f"  {design.label}: {len(names)} worker(s) ready; warming them up ...")
+        design.reset_count(stack)
+        assigned = design.submit(stack, warm.events)
+        _wait(stack, team, lambda: design.done(stack, len(warm.events)), design.where)
+        design.check_failures(stack)
+        check_oracle(stack, f"{design.label} (warm-up)", warm, assigned)
+        yield team
+    finally:
+        if consumers is not None:
+            consumers.close()
+        workers.stop()
+
+
+def measure(stack: Stack, team: Crew, stream: Stream, label: str) -> Run:
+    """One measured window on warm workers: pause, submit, clock, resume, drained, checked."""
+    design = team.design
+    stack.progress(f"{label}: {len(stream.events)} events, {len(team.workers.processes)} "
+                   "worker(s) ...")  # fmt: skip
+    team.consumers.pause()
+    design.reset_count(stack)
+    started_cpu = time.process_time()
+    started_publish = time.monotonic()
+    assigned = design.submit(stack, stream.events)
+    publish_s = time.monotonic() - started_publish
+    publish_cpu_s = time.process_time() - started_cpu
+    stack.progress(f"  {'published' if design.name == 'ours' else 'enqueued'} in "
+                   f"{publish_s:.1f} s; consuming ...")  # fmt: skip
+    roles = Roles(tuple(worker_pids(team.workers)), stack.redis_pid, stack.emulator_pid)
+    requests_before = stack.emulator.requests_so_far()
+    watch = SlowCallWatch(stack.client)
+    watch.start()
+    cpu_before = read_cpu(roles)
+    with RssSampler(lambda: worker_pids(team.workers)) as rss:
         started = time.monotonic()
-        yield measure
-        measure.seconds = time.monotonic() - started
-    measure.rss = rss
-    measure.requests = bench.emulator.requests_so_far() - before
+        team.consumers.resume()
+        _wait(stack, team, lambda: design.done(stack, len(stream.events)), design.where, watch)
+        seconds = time.monotonic() - started
+        cpu_after = read_cpu(roles)
+    requests = stack.emulator.requests_so_far() - requests_before
+    slowest = watch.drain()
+    design.check_failures(stack)
+    check_oracle(stack, label, stream, assigned)
+    run = Run(
+        label=label,
+        design=design.name,
+        events=len(stream.events),
+        seconds=seconds,
+        requests=requests,
+        cpu_s=cpu_used(cpu_before, cpu_after),
+        publish_cpu_s=publish_cpu_s,
+        publish_s=publish_s,
+        peak_process_kib=rss.peak_process_kib,
+        peak_total_kib=rss.peak_total_kib,
+        slowest=slowest,
+        counts=planner_counts(stack.client, stream.sources) if design.name == "ours" else None,
+        sources=list(stream.sources),
+    )
+    stack.progress(f"  done in {seconds:.2f} s ({run.events_per_s:.1f} events/s), {requests} "
+                   "Registry requests; the Registry equals the oracle's")  # fmt: skip
+    return run
 
 
-def _checked(bench: Bench, label: str, tag: str, events: list[Event], measure: _Measure) -> Run:
-    """The run's figures, once the Registry it left is found equal to the oracle's."""
-    expected = oracle(events)
-    sources = sorted(set(sources_of(tag)) | set(expected))
-    expected = {source: expected.get(source) or normalized({}) for source in sources}
-    actual = {source: bench.emulator.state(source) for source in sources}
-    problems = _differences(expected, actual)
+def check_oracle(stack: Stack, label: str, stream: Stream, assigned: dict[str, str]) -> None:
+    """Raise BenchError unless every source of the stream holds what the oracle says."""
+    expected = oracle(with_ids(stream.events, assigned))
+    sources = sorted(set(stream.sources) | set(expected))
+    want = {source: expected.get(source) or normalized({}) for source in sources}
+    got = {source: stack.emulator.state(source) for source in sources}
+    problems = differences(want, got)
     if problems:
         raise BenchError(
             f"{label}: the final Registry state differs from the one-by-one oracle's: "
             + "; ".join(problems)
         )
-    rss = measure.rss
-    run = Run(
-        label=label,
-        events=events,
-        seconds=measure.seconds,
-        requests=measure.requests,
-        peak_process_kib=rss.peak_process_kib if rss else 0,
-        peak_total_kib=rss.peak_total_kib if rss else 0,
-        expected=expected,
-        actual=actual,
-    )
-    bench.out(f"  done in {run.seconds:.2f} s, {run.requests} Registry requests; state as expected")
-    return run
 
 
-def _differences(expected: dict[str, State], actual: dict[str, State]) -> list[str]:
+def differences(expected: dict[str, State], actual: dict[str, State]) -> list[str]:
     """What differs, by source and kind, naming ids only (records carry data)."""
     problems = []
     for source in sorted(set(expected) | set(actual)):
@@ -221,65 +187,37 @@ def _differences(expected: dict[str, State], actual: dict[str, State]) -> list[s
     return problems
 
 
-def _publish(bench: Bench, events: Sequence[Event]) -> dict[str, str]:
-    """Publish in batches through `worker.publish`; the ids assigned to id-less CREATEs."""
-    assigned: dict[str, str] = {}
-    size = bench.options.publish_batch
-    for start in range(0, len(events), size):
-        report = worker.publish(events[start : start + size], store=bench.store)
-        if report.errors:
-            first = report.errors[0]
-            raise BenchError(
-                f"{len(report.errors)} events refused at publish, e.g. event {first.event_id}: "
-                f"{first.field}: {first.reason}"
-            )
-        if report.duplicates:
-            raise BenchError(f"{len(report.duplicates)} events were already published")
-        assigned.update(report.assigned_ids)
-    return assigned
-
-
-def _wait_drained(bench: Bench, workers: Workers) -> None:
-    _wait(
-        bench,
-        workers,
-        lambda: backlog(bench.store).total == 0,
-        what=lambda: f"the backlog is still {backlog(bench.store).to_dict()}",
-    )
+def wait_drained(stack: Stack, team: Crew) -> None:
+    """Wait, with the deadline, until the design says the work is done (ours: backlog 0)."""
+    _wait(stack, team, lambda: team.design.done(stack, 0), team.design.where)
 
 
 def _wait(
-    bench: Bench, workers: Workers, done: Callable[[], bool], *, what: Callable[[], str]
+    stack: Stack,
+    team: Crew,
+    done: Callable[[], bool],
+    where: Callable[[], str],
+    watch: SlowCallWatch | None = None,
 ) -> None:
-    """Poll `done` while every process lives; past the deadline, say where it stands."""
+    def finished() -> bool:
+        if watch is not None:
+            watch.poll()
+        return bool(team.workers.alive() and stack.emulator.alive()) and done()
+
     try:
         wait_until(
-            lambda: bool(workers.alive() and bench.emulator.alive()) and done(),
-            timeout_s=bench.options.timeout_s,
+            finished,
+            timeout_s=stack.options.timeout_s,
             what="the run did not finish",
         )
     except StackError as exc:
         if "did not finish" not in str(exc):
             raise  # a process exited: its message says which, with its log
+        slow = watch.drain() if watch is not None else None
+        slowest = f"; slowest Redis call so far {slow.command} {slow.duration_ms:.1f} ms" if slow \
+            else ""  # fmt: skip
         tails = "\n".join(
             f"--- {path.name} ---\n{path.read_text(encoding='utf-8', errors='replace')[-1500:]}"
-            for _, path in workers.processes
+            for _, path in team.workers.processes
         )
-        raise BenchError(f"{exc}: {what()}\n{tails}") from None
-
-
-def _counted(bench: Bench) -> int:
-    """Baseline tasks finished so far, done or failed."""
-    redis = bench.store.client
-    done = redis.get(baseline.DONE_KEY)
-    return int(done or 0) + int(redis.llen(baseline.FAILED_KEY))
-
-
-def _broker(bench: Bench) -> str:
-    return bench.settings.effective_broker_url.get_secret_value()
-
-
-def _directory(bench: Bench, tag: str) -> Path:
-    path = bench.directory / tag
-    path.mkdir(exist_ok=True)
-    return path
+        raise BenchError(f"{exc}: {where()}{slowest}\n{tails}") from None

@@ -2,7 +2,8 @@
 
 The emulator runs in its own process (`clinia-ingest emulator`), so that serving the Registry
 never shares the benchmark's GIL; the baseline's workers are the demo's worker processes with
-another app and one queue each. Everything listens on 127.0.0.1.
+another app and one queue each. `Stack` is what every run shares. Everything listens on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from celery import Celery
@@ -21,6 +24,7 @@ from bench.baseline import queue_name
 from bench.stream import State, normalized
 from worker.demo_stack import (
     READY_TIMEOUT_S,
+    PrivateRedis,
     StackError,
     Workers,
     environment_for,
@@ -29,10 +33,62 @@ from worker.demo_stack import (
 )
 from worker.settings import IngestSettings
 
+if TYPE_CHECKING:
+    import redis
+
+    from bench.options import Options
+    from worker.store import Store
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 PING_TIMEOUT_S = 0.5
+
+
+class BenchError(RuntimeError):
+    """Something broke: a run lost events, failed writes, or did not finish in time."""
+
+
+@dataclass
+class Stack:
+    """What every run shares: the options, our settings, the private Redis, the emulator, our
+    store (on that Redis), a directory for the workers' logs, and where progress goes."""
+
+    options: Options
+    settings: IngestSettings
+    redis_server: PrivateRedis
+    emulator: EmulatorProcess
+    store: Store
+    directory: Path
+    progress: Callable[[str], None]
+
+    @property
+    def client(self) -> redis.Redis:
+        return self.store.client
+
+    @property
+    def broker_url(self) -> str:
+        return self.settings.effective_broker_url.get_secret_value()
+
+    @property
+    def redis_pid(self) -> int:
+        return self.redis_server.process.pid
+
+    @property
+    def emulator_pid(self) -> int:
+        return self.emulator.process.pid
+
+    def logs(self, tag: str) -> Path:
+        """A directory for the logs of one crew of workers."""
+        path = self.directory / tag
+        path.mkdir(exist_ok=True)
+        return path
+
+    def reset(self) -> None:
+        """Empty Redis and the emulator, between runs whose data would not fit together (no
+        worker may run: their queues go too)."""
+        self.client.flushall()
+        self.emulator.reset()
 
 
 class EmulatorProcess:
@@ -90,6 +146,10 @@ class EmulatorProcess:
             }
         )
 
+    def reset(self) -> None:
+        """Forget every record, request and fault (between runs that would not fit together)."""
+        self._http.post("/reset").raise_for_status()
+
     def stop(self) -> None:
         self._http.close()
         if self.process.poll() is None:
@@ -142,8 +202,9 @@ def wait_ready(
     *,
     prefix: str,
     timeout_s: float = READY_TIMEOUT_S,
-) -> None:
-    """Wait until every worker named `prefix...@host` answers a ping (its consumer is up)."""
+) -> list[str]:
+    """Wait until every worker named `prefix...@host` answers a ping (its consumer is up);
+    their names, sorted."""
     app = Celery("bench-ping", broker=broker_url, set_as_current=False)
     app.conf.broker_connection_retry_on_startup = True
     wanted = len(workers.processes)
@@ -154,7 +215,7 @@ def wait_ready(
             replies = app.control.ping(timeout=PING_TIMEOUT_S, limit=wanted) or []
             names = {name for reply in replies for name in reply if name.startswith(prefix)}
             if len(names) >= wanted:
-                return
+                return sorted(names)
             if time.monotonic() > deadline:
                 raise StackError(f"{wanted - len(names)} worker(s) not ready within {timeout_s} s")
     finally:

@@ -1,22 +1,15 @@
-"""The benchmark's stream of change events, and the oracle that applies them one by one.
+"""The one-by-one oracle every benchmark run is checked against, and what it needs.
 
-Mostly UPSERTs of providers and relationships office -> provider, spread over groups (each group
-owns one office and its providers, so groups never share an entity), plus some CREATEs (some
-without an id: the producer assigns one), DELETEs of relationships and now and then of a provider
-(its relationships go with it) that a later event creates again. Groups take turns, so every
-publish batch touches every group. Every event succeeds when applied alone, in order: the
-generator keeps a model of what exists.
-
-Event ids and source keys carry a tag, so that several runs share one Registry and one Redis
-without meeting: the same stream under another tag is the same work on other keys.
+`oracle` applies events (ids given: `with_ids`) one at a time to the emulator's own model of a
+source, as a Registry that received each event alone would, and refuses a stream in which an
+event would fail on its own; `normalized` drops the times a Registry stamps, so the emulator's
+records compare equal to the oracle's. The streams themselves are in `bench.shapes`.
 """
 
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -25,121 +18,8 @@ from emulator.state import SUCCESS, SourceState
 Event = dict[str, Any]
 State = dict[str, list[dict[str, Any]]]
 
-REL_TYPE: Final = "provider-office"
-PROVIDERS_PER_GROUP: Final = 40
-SOURCES_PER_RUN: Final = 2
-
-# What one event does, by a uniform draw: cumulative thresholds (the rest are relationships).
-_PROVIDER_WRITE: Final = 0.50
-_OFFICE_UPSERT: Final = 0.52
-_CREATE_WITHOUT_ID: Final = 0.55
-_PROVIDER_DELETE: Final = 0.56
-_LINK_DELETE: Final = 0.59
-_LINK_CREATE_SHARE: Final = 0.7
-"""Of the relationships that do not exist yet, this share is a CREATE, the rest an UPSERT."""
 
 _STAMPED_META: Final = frozenset({"createdAt", "updatedAt"})
-
-
-@dataclass
-class _Group:
-    """What exists in one group's slice of the Registry, as the events so far leave it."""
-
-    name: str
-    source: str
-    office: str
-    providers: list[str]
-    present: set[str] = field(default_factory=set)
-    links: set[str] = field(default_factory=set)
-
-
-def sources_of(tag: str) -> list[str]:
-    """The source keys of the stream tagged `tag`."""
-    return [f"{tag}-{chr(ord('a') + k)}" for k in range(SOURCES_PER_RUN)]
-
-
-def make_stream(*, tag: str, events: int, groups: int, seed: int = 7) -> list[Event]:
-    """`events` events over `groups` groups, in publish order; the same seed, the same work."""
-    if events < 1 or groups < 1:
-        raise ValueError("events and groups must be at least 1")
-    rng = random.Random(seed)  # noqa: S311 - a reproducible stream, not a secret
-    sources = sources_of(tag)
-    models = [
-        _Group(
-            name=f"g-{g}",
-            source=sources[g % len(sources)],
-            office=f"o-{g}",
-            providers=[f"p-{g}-{k}" for k in range(PROVIDERS_PER_GROUP)],
-        )
-        for g in range(groups)
-    ]
-    out: list[Event] = []
-    for n in range(events):
-        model = models[n % groups]
-        event = _next_event(rng, model, first=n < groups)
-        event.update({"eventId": f"{tag}-e{n + 1}", "sourceKey": model.source, "group": model.name})
-        out.append(event)
-    return out
-
-
-def _next_event(rng: random.Random, m: _Group, *, first: bool) -> Event:
-    if first:
-        return _resource("CREATE", "office", m.office, {"name": f"Office {m.office}"})
-    provider = rng.choice(m.providers)
-    roll = rng.random()
-    if roll < _PROVIDER_WRITE or provider not in m.present:
-        return _provider_write(rng, m, provider)
-    if roll < _OFFICE_UPSERT:
-        data = {"name": f"Office {m.office} v{rng.randrange(1000)}", "active": rng.random() < 0.5}
-        return _resource("UPSERT", "office", m.office, data)
-    if roll < _CREATE_WITHOUT_ID:
-        return _resource("CREATE", "provider", None, _provider_data(rng, "walk-in"))
-    if roll < _PROVIDER_DELETE:
-        m.present.discard(provider)
-        m.links.discard(provider)
-        return _resource("DELETE", "provider", provider, None)
-    if provider in m.links:
-        if roll < _LINK_DELETE:
-            m.links.discard(provider)
-            return _link("DELETE", m.office, provider, None)
-        return _link("UPSERT", m.office, provider, {"description": f"v{rng.randrange(1000)}"})
-    m.links.add(provider)
-    action = "CREATE" if rng.random() < _LINK_CREATE_SHARE else "UPSERT"
-    return _link(action, m.office, provider, {"description": "works at"})
-
-
-def _provider_write(rng: random.Random, m: _Group, provider: str) -> Event:
-    if provider in m.present:
-        return _resource("UPSERT", "provider", provider, _provider_data(rng, provider))
-    m.present.add(provider)
-    action = "CREATE" if rng.random() < 0.5 else "UPSERT"
-    return _resource(action, "provider", provider, _provider_data(rng, provider))
-
-
-def _provider_data(rng: random.Random, name: str) -> dict[str, Any]:
-    return {"name": f"Provider {name}", "practiceNumber": rng.randrange(1, 10**6)}
-
-
-def _resource(action: str, type_: str, id_: str | None, data: dict[str, Any] | None) -> Event:
-    event: Event = {"target": "resource", "action": action, "type": type_}
-    if id_ is not None:
-        event["id"] = id_
-    if data is not None:
-        event["data"] = data
-    return event
-
-
-def _link(action: str, office: str, provider: str, data: dict[str, Any] | None) -> Event:
-    event: Event = {
-        "target": "relationship",
-        "action": action,
-        "type": REL_TYPE,
-        "from": {"type": "office", "id": office},
-        "to": {"type": "provider", "id": provider},
-    }
-    if data is not None:
-        event["data"] = data
-    return event
 
 
 def with_ids(events: Iterable[Event], assigned: Mapping[str, str]) -> list[Event]:

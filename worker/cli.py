@@ -1,9 +1,9 @@
 """`clinia-ingest`: one console script whose subcommands each import only what they need.
 
-Here: the top-level parser, the commands handed whole to another parser (`worker`, `emulator`),
-`demo`, and what every subcommand shares (exit codes, `UsageError`, settings, the store). The
-rest live by theme: `publish_cli`, `status_cli` (status, backlog, metrics) and `dlq_cli` (dlq,
-abandon).
+Here: the top-level parser, the commands handed whole to another parser (`worker`, `emulator`,
+`bench`), `demo`, and what every subcommand shares (exit codes, `UsageError`, settings, the
+store). The rest live by theme: `publish_cli`, `status_cli` (status, backlog, metrics) and
+`dlq_cli` (dlq, abandon).
 """
 
 from __future__ import annotations
@@ -58,6 +58,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("celery_args", nargs=argparse.REMAINDER, help="e.g. -c 4 --loglevel INFO")
 
+    bench = commands.add_parser(
+        "bench",
+        help="measure our pipeline against one Celery task per event (see `bench --help`)",
+        add_help=False,
+    )
+    # Its options are declared by bench.cli, imported only when this subcommand runs.
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `bench --help`")
+
     from worker import dlq_cli, publish_cli, status_cli
 
     publish_cli.add_commands(commands)
@@ -86,6 +94,13 @@ def _run_emulator(arguments: Sequence[str]) -> int:
     add_arguments(parser)
     code: int = run_from_args(parser.parse_args(arguments))
     return code
+
+
+def _run_bench(arguments: Sequence[str]) -> int:
+    """The benchmark (`bench/`, shipped beside the worker); its own parser takes the options."""
+    from bench.cli import main as bench_main
+
+    return bench_main(arguments)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -137,6 +152,7 @@ def _out(line: str) -> None:
 _PASSTHROUGH: dict[str, Callable[[Sequence[str]], int]] = {
     "worker": _run_worker,
     "emulator": _run_emulator,
+    "bench": _run_bench,
 }
 
 

@@ -1,0 +1,71 @@
+"""Stopping and resuming the workers' consuming, so both designs start the clock warm.
+
+A worker's start-up (imports, forking its pool, connecting) is not throughput, and counting it
+would blur the comparison on short runs. So each design's workers are started and warmed first,
+then told to stop consuming their queues (Celery's `cancel_consumer` remote control), the whole
+measured stream is published or enqueued, the clock starts, and they are told to consume again
+(`add_consumer`). Both designs go through the same steps.
+
+Verified with our workers: after `cancel_consumer` their `active_queues` are empty and nothing
+is taken from the queue; our ticker (a Consumer bootstep) keeps running and keeps sending nudge
+messages for the groups that fall due, which wait in the queue and are harmless (a nudge whose
+work is gone does nothing). Each call is checked: every worker must answer, and `active_queues`
+must show the change, or the benchmark stops (`ConsumingError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from celery import Celery
+
+REPLY_TIMEOUT_S: Final = 5.0
+
+
+class ConsumingError(RuntimeError):
+    """A worker did not stop or resume consuming when told to."""
+
+
+class Consumers:
+    """Tells named workers to stop and resume consuming their queues: worker name -> queue."""
+
+    def __init__(self, broker_url: str, queues: Mapping[str, str]) -> None:
+        self._app = Celery("bench-consuming", broker=broker_url, set_as_current=False)
+        self._queues = dict(queues)
+
+    def pause(self) -> None:
+        """Every worker stops consuming its queue (what it runs now it finishes)."""
+        for name, queue in self._queues.items():
+            replies = self._app.control.cancel_consumer(
+                queue, destination=[name], reply=True, timeout=REPLY_TIMEOUT_S
+            )
+            _check_replied(replies, name, "stop consuming")
+        self._check(consuming=False)
+
+    def resume(self) -> None:
+        """Every worker consumes its queue again."""
+        for name, queue in self._queues.items():
+            replies = self._app.control.add_consumer(
+                queue, destination=[name], reply=True, timeout=REPLY_TIMEOUT_S
+            )
+            _check_replied(replies, name, "consume again")
+        self._check(consuming=True)
+
+    def _check(self, *, consuming: bool) -> None:
+        inspect = self._app.control.inspect(destination=list(self._queues), timeout=REPLY_TIMEOUT_S)
+        active = inspect.active_queues() or {}
+        for name, queue in self._queues.items():
+            names = {q.get("name") for q in active.get(name) or []}
+            if (queue in names) != consuming:
+                state = "consuming" if queue in names else "not consuming"
+                raise ConsumingError(f"worker {name} is {state} {queue}, against what it was told")
+
+    def close(self) -> None:
+        self._app.close()
+
+
+def _check_replied(replies: object, name: str, what: str) -> None:
+    answered = replies if isinstance(replies, list) else []
+    if not any(isinstance(reply, dict) and name in reply for reply in answered):
+        raise ConsumingError(f"worker {name} did not answer when told to {what}")
