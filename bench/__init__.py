@@ -1,4 +1,4 @@
-"""The benchmark of issue 18 and DESIGN section 7: our pipeline side by side with one Celery task
+"""The benchmark: our pipeline side by side with one Celery task
 per event, on streams shaped like real traffic.
 
 `clinia-ingest bench` (or `python -m bench`, or `make bench`) prints figures and a line per

@@ -39,7 +39,7 @@ Defaults: {DEFAULTS.events} events, {DEFAULTS.workers} workers, a deadline of
 def build_parser(prog: str = "clinia-ingest bench") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Measure our pipeline against one Celery task per event (issue 18).",
+        description="Measure our pipeline against one Celery task per event, side by side.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -15,12 +15,15 @@ must show the change, or the benchmark stops (`ConsumingError`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Final
 
 from celery import Celery
 
 REPLY_TIMEOUT_S: Final = 5.0
+CHECK_DEADLINE_S: Final = 30.0
+CHECK_PAUSE_S: Final = 0.2
 
 
 class ConsumingError(RuntimeError):
@@ -53,13 +56,27 @@ class Consumers:
         self._check(consuming=True)
 
     def _check(self, *, consuming: bool) -> None:
+        """Every worker's `active_queues` shows the change, asked again until CHECK_DEADLINE_S
+        (a worker busy with a long task answers late, or not within one inspection)."""
+        deadline = time.monotonic() + CHECK_DEADLINE_S
+        while True:
+            wrong = self._not_yet(consuming=consuming)
+            if not wrong:
+                return
+            if time.monotonic() > deadline:
+                raise ConsumingError(wrong[0])
+            time.sleep(CHECK_PAUSE_S)  # the next inspection; bounded by the deadline above
+
+    def _not_yet(self, *, consuming: bool) -> list[str]:
         inspect = self._app.control.inspect(destination=list(self._queues), timeout=REPLY_TIMEOUT_S)
         active = inspect.active_queues() or {}
+        wrong = []
         for name, queue in self._queues.items():
             names = {q.get("name") for q in active.get(name) or []}
             if (queue in names) != consuming:
                 state = "consuming" if queue in names else "not consuming"
-                raise ConsumingError(f"worker {name} is {state} {queue}, against what it was told")
+                wrong.append(f"worker {name} is {state} {queue}, against what it was told")
+        return wrong
 
     def close(self) -> None:
         self._app.close()

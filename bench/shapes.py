@@ -1,4 +1,4 @@
-"""The benchmark's three streams, each the shape of a kind of real traffic (issue 18, point 5).
+"""The benchmark's three streams, each the shape of a kind of real traffic .
 
 - `wide`: thousands of entities (one provider per 25 events, one office per 250), most events an
   UPSERT or a relationship office -> provider, some CREATEs (a few without an id), DELETEs of

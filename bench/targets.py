@@ -1,4 +1,4 @@
-"""The targets of issue 18, point 5, judged on one benchmark's figures: met, not met, or not
+"""The targets of the scheduler, judged on one benchmark's figures: met, not met, or not
 measured, always with the figures (shown without flattering rounding: a figure that must stay
 above a target is rounded down, one that must stay below it is rounded up)."""
 
