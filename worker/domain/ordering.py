@@ -62,15 +62,20 @@ class _Node:
     closed: bool
     expected_error: ErrorType | None = None
     preds: dict[int, bool] = field(default_factory=dict)
+    after_delete: bool = False
+    """The entity's operation before this one is a DELETE: it starts from an absent entity."""
 
     def add_pred(self, node: int, *, strict: bool) -> None:
         self.preds[node] = self.preds.get(node, False) or strict
 
 
 class _Builder:
-    def __init__(self, mode: CoalesceMode, no_merge: Collection[str]) -> None:
+    def __init__(
+        self, mode: CoalesceMode, no_merge: Collection[str], absent: Collection[str] = ()
+    ) -> None:
         self.mode = mode
         self.no_merge = no_merge
+        self.absent = absent
         self.nodes: list[_Node] = []
         self.last_node: dict[EntityKey, int] = {}
         self.open_relationships: dict[ResourceKey, set[int]] = {}
@@ -85,6 +90,10 @@ class _Builder:
             node = self.nodes[previous]
             if not node.closed:
                 merged = merged_action(node.action, event.action, mode=self.mode)
+            if merged is Action.DELETE and node.after_delete:
+                # UPSERT+ DELETE of an entity deleted just before: the merge is refused
+                # NOT_FOUND for sure; sent apart, each event meets its fate at once
+                merged = None
             if event.action is not Action.DELETE and not meta_carried(
                 (earlier.meta for earlier, _ in node.events), event.meta
             ):
@@ -114,6 +123,9 @@ class _Builder:
             self.nodes[previous].closed = True
             rule = pair_rule(self.nodes[previous].action, event.action)
             node.expected_error = rule.expected_error
+            node.after_delete = self.nodes[previous].action is Action.DELETE
+        elif self.absent:
+            node.after_delete = str(key) in self.absent
         if isinstance(key, ResourceKey):
             for relationship in self.relationships_since.pop(key, []):
                 node.add_pred(relationship, strict=True)
@@ -196,6 +208,7 @@ def build_units(
     *,
     mode: CoalesceMode = CoalesceMode.SUPERSEDE,
     no_merge: Collection[str] = frozenset(),
+    after_delete: Collection[str] = frozenset(),
 ) -> tuple[Unit, ...]:
     """Coalesce `events` (one source, publish order) into units with their ordering constraints.
 
@@ -203,13 +216,15 @@ def build_units(
         events: resolved events of one source, in publish order (several groups may be merged).
         mode: the coalescing mode.
         no_merge: event ids that must travel alone (events unmerged after a refusal).
+        after_delete: entity keys whose last operation planned before these events is a DELETE
+            (still unsent): an UPSERT+ DELETE merge on them would be refused, so it is not made.
 
     Raises:
         PlanInputError: mixed sources, or an atomic batch that is split or cannot keep its order.
     """
     if len({event.source_key for event in events}) > 1:
         raise PlanInputError("events: a plan covers one source (the bundle path names it)")
-    builder = _Builder(mode, no_merge)
+    builder = _Builder(mode, no_merge, after_delete)
     for position, event in enumerate(events):
         builder.add(event, position)
     return _units(builder.nodes)
@@ -221,6 +236,7 @@ def unmerge_unfit(
     mode: CoalesceMode,
     no_merge: Collection[str],
     fits: Callable[[PlannedOp], bool],
+    after_delete: Collection[str] = frozenset(),
 ) -> tuple[Unit, ...]:
     """`build_units`, with every merged operation that `fits` refuses unmerged into its events.
 
@@ -231,7 +247,7 @@ def unmerge_unfit(
     """
     unmerged = set(no_merge)
     while True:
-        units = build_units(events, mode=mode, no_merge=unmerged)
+        units = build_units(events, mode=mode, no_merge=unmerged, after_delete=after_delete)
         unfit = {
             event_id
             for unit in units

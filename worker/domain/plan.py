@@ -250,6 +250,7 @@ def plan_bundles(
     caps: PlanCaps = PlanCaps(),
     mode: CoalesceMode = CoalesceMode.SUPERSEDE,
     no_merge: Collection[str] = frozenset(),
+    after_delete: Collection[str] = frozenset(),
 ) -> Plan:
     """Plan the bundles that carry `events` (one source; one or more groups, in publish order).
 
@@ -259,6 +260,8 @@ def plan_bundles(
         caps: the bundle limits.
         mode: the coalescing mode (docs/coalescing.md).
         no_merge: event ids that must travel alone (unmerged after a refusal).
+        after_delete: entity keys whose last operation planned before these events is a DELETE
+            (see `ordering.build_units`).
 
     Returns:
         The plan: bundles in submission order, and the events no bundle can carry.
@@ -272,7 +275,11 @@ def plan_bundles(
     if len(set(ids)) != len(ids):
         raise PlanInputError("events: an event id appears twice (deduplicate at publish)")
     units = unmerge_unfit(
-        events, mode=mode, no_merge=no_merge, fits=lambda op: _Bin().fits((op,), caps)
+        events,
+        mode=mode,
+        no_merge=no_merge,
+        fits=lambda op: _Bin().fits((op,), caps),
+        after_delete=after_delete,
     )
     bins, rejected = _place(units, caps)
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))

@@ -169,7 +169,7 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
         sendables, rejected = bulk_plan.requests, _rejection_errors(bulk_plan.rejected)
     else:
         plan = plan_bundles(events, caps=plan_caps_for(deps, source, round_), mode=mode,
-                            no_merge=no_merge)  # fmt: skip
+                            no_merge=no_merge, after_delete=round_.after_delete)  # fmt: skip
         validate_plan(plan, deps.settings.plan_caps())
         sendables = plan.bundles
         rejected = []
@@ -203,6 +203,7 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
             after=tuple(sorted(after)),
             claim=True,
             size=sum(sizes[e] for e in event_ids),
+            actions={str(op.key): op.action.value for op in sendable.ops},
         )
         planned.append(PlannedBundle(sendable, commit))
     return Round(planned, [RejectedEvent(event_id, error) for event_id, error in rejected], blocked)

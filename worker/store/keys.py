@@ -38,6 +38,7 @@ PLAN_DUE: Final = "*"
 """The one member of a source's `due` set: when its next planning round is due."""
 PLAN_LOCK: Final = "plock"
 HOLD_WRITER: Final = "hx"
+LAST_ACTION: Final = "la"
 HOLD_READERS: Final = "hs:"
 HOLD_READER_COUNT: Final = "hsn"
 DEPENDENTS: Final = "dep:"
@@ -114,6 +115,11 @@ class SourceKeys:
     def hold_writer(self) -> str:
         """Entity key -> the last unfinished bundle that writes it (hash)."""
         return self._key(HOLD_WRITER)
+
+    @property
+    def last_action(self) -> str:
+        """Entity key -> the action of the operation its writer in `hold_writer` carries (hash)."""
+        return self._key(LAST_ACTION)
 
     def hold_readers(self, entity_key: str) -> str:
         """The unfinished bundles that reference the entity since its last writer (set)."""

@@ -83,6 +83,8 @@ class ReadRound:
     """The source's shrunk bundle cap, read with the rest (None: not shrunk)."""
     slow: Mapping[str, str] = field(default_factory=dict)
     """Keys read that a slow bundle (STALE, parked) holds: key -> `x:<bundle>` or `s:<bundle>`."""
+    after_delete: frozenset[str] = frozenset()
+    """Entities read whose last planned operation (still unsent) is a DELETE."""
     virtual: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
     """Keys read that events blocked behind a slow bundle touch: key -> (that bundle, the lowest
     seq it blocked there) per slow bundle; only events after that seq must wait."""
@@ -109,6 +111,8 @@ class BundleToCommit:
     after: tuple[str, ...] = ()
     size: int = 0
     """The stored bytes of its events (the ready log's byte count drops by it)."""
+    actions: Mapping[str, str] = field(default_factory=dict)
+    """Entity key -> the action of its operation there (`la`, for later rounds)."""
     """Bundles of the same plan it must follow (it conflicts with them)."""
     claim: bool = False
     """Whether the planner sends it itself once ready (claimed at commit, fence 1)."""

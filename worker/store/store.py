@@ -86,6 +86,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
             seq=int(meta.get("seq") or 0),
             sizing=decode_sizing(meta.get("shrink") or None),
             slow=dict(meta.get("slow") or {}),
+            after_delete=frozenset(meta.get("after_delete") or ()),
             virtual={
                 key: tuple((str(bid), int(first)) for bid, first in held)
                 for key, held in (meta.get("virtual") or {}).items()
@@ -122,6 +123,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
                     "id": b.bundle_id,
                     "ev": list(b.event_ids),
                     "bytes": b.size,
+                    "acts": dict(b.actions) or None,
                     "x": list(b.writes),
                     "s": list(b.reads),
                     "pre": list(b.after),

@@ -408,3 +408,30 @@ def test_plan_bundles_merges_when_the_carrier_names_all_superseded_meta(
     (op,) = planned(events).ops
     assert op.event_ids == (events[0].event_id, events[1].event_id)
     assert op.action is then
+
+
+def test_plan_bundles_does_not_merge_upsert_then_delete_of_an_entity_deleted_just_before():
+    # In the plan: DELETE, UPSERT, DELETE. The merge of the last two would be refused NOT_FOUND
+    # (the first DELETE leaves nothing to delete), so they travel apart.
+    events = [res("DELETE"), res("UPSERT"), res("DELETE")]
+
+    plan = plan_bundles(events)
+
+    validate_plan(plan, PlanCaps())
+    assert [(op.action, len(op.events)) for op in plan.ops] == [
+        (Action.DELETE, 1),
+        (Action.UPSERT, 1),
+        (Action.DELETE, 1),
+    ]
+
+
+def test_plan_bundles_does_not_merge_upsert_then_delete_after_a_delete_planned_earlier():
+    upsert, delete = res("UPSERT"), res("DELETE")
+    key = str(ResourceKey(upsert.source_key, "provider", "p1"))
+
+    merged = plan_bundles([upsert, delete])
+    apart = plan_bundles([upsert, delete], after_delete={key})
+
+    assert [op.action for op in merged.ops] == [Action.DELETE]
+    assert [op.action for op in apart.ops] == [Action.UPSERT, Action.DELETE]
+    validate_plan(apart, PlanCaps())

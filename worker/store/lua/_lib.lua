@@ -81,7 +81,8 @@ local function plan_due(now, linger, max_age, urgent)
   redis.call('ZADD', P .. 'due', at, '*')
 end
 
--- Holds: `hx` key -> the last unfinished bundle that writes it; `hs:<key>` the unfinished bundles
+-- Holds: `hx` key -> the last unfinished bundle that writes it (`la` key -> the action of its
+-- operation there, so planning knows an entity deleted just before); `hs:<key>` the unfinished bundles
 -- that read it (a relationship's end) since; `hsn` key -> how many. A bundle's predecessors are
 -- the holders it conflicts with (a write conflicts with both kinds, a read with the writer).
 local function holders_of(x_keys, s_keys, self_id, into)
@@ -123,7 +124,10 @@ end
 
 local function unhold(bid, x_keys, s_keys)
   for _, k in ipairs(x_keys) do
-    if redis.call('HGET', P .. 'hx', k) == bid then redis.call('HDEL', P .. 'hx', k) end
+    if redis.call('HGET', P .. 'hx', k) == bid then
+      redis.call('HDEL', P .. 'hx', k)
+      redis.call('HDEL', P .. 'la', k)
+    end
   end
   drop_readers(bid, s_keys)
 end
@@ -168,6 +172,7 @@ local function restore_holds(bid, x_keys, s_keys, preds)
   for _, k in ipairs(x_keys) do
     if redis.call('HGET', P .. 'hx', k) == bid then
       redis.call('HDEL', P .. 'hx', k)
+      redis.call('HDEL', P .. 'la', k) -- what the predecessor planned there is not known here
       -- the latest predecessor that writes it, and the readers after that one (the earlier
       -- ones it followed are behind it already)
       local writer = nil

@@ -8,6 +8,7 @@
 --                           written], s: [entity keys only referenced], pre: [ids of earlier
 --                           bundles of this plan it follows],
 --                           layout: JSON string, groups: [groups its events name],
+--                           acts: {entity key: action of its operation there},
 --                           claim: 1 when the caller sends it itself if it is ready}],
 --                rejects: [{e, err: JSON string}],
 --                blocked: [{e, bid}]: events behind a slow bundle (see `block` in _lib.lua)}
@@ -78,6 +79,7 @@ for _, b in ipairs(as_list(cfg.bundles)) do
     end
     table.sort(pre)
     hold(b.id, x_keys, s_keys)
+    for k, action in pairs(as_list(b.acts)) do redis.call('HSET', P .. 'la', k, action) end
     redis.call('ZREM', P .. 'ready', unpack(evs))
     redis.call('HINCRBY', P .. 'stats', 'buffered', -#evs)
     local bytes = tonumber(b.bytes) or 0

@@ -11,7 +11,8 @@
 --          shrink: the source's bundle-size state (`shrink`) or false,
 --          slow?: {key: 'x:<bundle>'|'s:<bundle>'} keys read that a slow bundle holds,
 --          virtual?: {key: [[bundle, lowest seq], ...]} keys read that events blocked behind a
---                    slow bundle touch, with the lowest seq blocked there per slow bundle}
+--                    slow bundle touch, with the lowest seq blocked there per slow bundle,
+--          after_delete?: [entity keys read whose last planned operation is a DELETE]}
 --
 -- One planner per source at a time: the lease (`plock`, the caller's token, expiring after
 -- `lease` ms) is taken here and checked and released by commit.lua; a planner that lost it
@@ -84,6 +85,22 @@ while not stop do
   offset = offset + window
 end
 count = #parts
+
+-- the entities read whose last planned operation (still unsent) is a DELETE: planning does not
+-- merge an UPSERT+ DELETE on them (it would be refused NOT_FOUND)
+if count > 0 and redis.call('HLEN', P .. 'la') > 0 then
+  local own = {}
+  for _, row in ipairs(rowkeys) do own[#own + 1] = row[1] end
+  local deleted = {}
+  for first = 1, #own, 500 do
+    local chunk = {unpack(own, first, math.min(first + 499, #own))}
+    local actions = redis.call('HMGET', P .. 'la', unpack(chunk))
+    for j, k in ipairs(chunk) do
+      if actions[j] == 'DELETE' then deleted[#deleted + 1] = k end
+    end
+  end
+  if #deleted > 0 then meta.after_delete = deleted end
+end
 
 -- which of the keys read are held by a slow bundle (STALE, parked) or by events blocked behind
 -- one: planning blocks what touches them (see `become_slow` in _lib.lua). Two HMGETs in all.
