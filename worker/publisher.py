@@ -68,7 +68,7 @@ def publish(
     atomic: bool = False,
     mode: Mode = "bundle",
 ) -> PublishReport:
-    """Validate and buffer change events (DESIGN section 6); never raises for bad events.
+    """Validate change events and append them to the ready log; never raises for bad events.
 
     Args:
         target: the pipeline's `Deps`, or a bare `Store` (real clock, KSUID ids).

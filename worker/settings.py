@@ -39,7 +39,7 @@ class SettingsError(ValueError):
 
 
 class IngestSettings(BaseSettings):
-    """The worker's configuration: Registry, Redis, buffers, claims, polls, results, ticker, Celery.
+    """The configuration: Registry, Redis, planning, claims, polls, results, ticker, Celery.
 
     Frozen: read once at the entry point, then handed to whoever needs it.
     """
@@ -60,7 +60,7 @@ class IngestSettings(BaseSettings):
 
     # -- Redis -----------------------------------------------------------------------------------
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    """The state store (buffers, records, results, dead letters); may carry a password."""
+    """The state store (ready logs, records, results, dead letters); may carry a password."""
     broker_url: SecretStr | None = None
     """Celery's broker; None means `redis_url`."""
     redis_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)

@@ -67,7 +67,7 @@ def _app(task: Task[Any, Any]) -> IngestCelery:
 
 
 def flush(task: Task[Any, Any], source: str, groups: Sequence[str]) -> None:
-    """Flush due groups of one source: plan, reserve and submit their bundles."""
+    """A planning round of one source: read, plan and commit its bundles, send those it owns."""
     from worker import pipeline
 
     result = pipeline.flush(_app(task).deps(), source, list(groups))

@@ -20,7 +20,7 @@ _log = structlog.get_logger("worker.pipeline")
 
 
 def claim_due(deps: Deps, *, limit: int) -> DueWork:
-    """Due groups, due polls and expired claims of every source, each taken for a lease.
+    """Due planning, due polls and expired claims of every source, each taken for a lease.
 
     Safe in any number of copies: take_due.lua re-scores what it hands out to now + lease, so two
     tickers never hand out one entry, and a lost message only delays it by the lease. A paused

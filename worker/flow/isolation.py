@@ -6,7 +6,7 @@ under the original record's claim (still `sending`: a crash in the middle leaves
 "maybe applied"), halving again each half refused the same way, down to `max_bisect_depth`. The
 outcomes of every half are gathered and recorded once, on the original record. A half that comes
 back with events to re-plan (CANCELLED, UNMERGED, RETRY) stops the walk: the halves not yet sent
-go back to their buffers (rule F), so nothing is sent after a surprise. A half answered ACCEPTED,
+go back to the ready log (rule F), so nothing is sent after a surprise. A half answered ACCEPTED,
 or with any other error, stops the walk too and the bundle is parked (outcome unknown).
 
 `cap_cancelled` turns a CANCELLED outcome into FAILED (dead-lettered with the cap as its reason)

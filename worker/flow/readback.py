@@ -5,7 +5,7 @@ until the read-back decides (`domain.readback`): the first read-back comes `read
 after the client reported the outcome unknown, or once the claim of a worker that died mid-request
 expires (the ticker finds it). Until `readback_settle_ms` has passed since the request left, a
 read-back that does not find everything applied is repeated; after it, what applied is recorded and
-the rest goes back to its buffers, flagged, to be sent again. A read that fails (throttled,
+the rest goes back to the ready log, flagged, to be sent again. A read that fails (throttled,
 unreachable) is repeated too, and may pause the source like any answer.
 
 Work whose claimant keeps dying (`max_bundle_recoveries`) is poison: what the read-back finds

@@ -85,7 +85,7 @@ class Step(Enum):
     ACCEPTED = "accepted"
     """Accepted as a task: the poll schedule owns it."""
     REPLAN = "replan"
-    """Recorded, with events sent back to their buffers (CANCELLED, UNMERGED, RETRY)."""
+    """Recorded, with events sent back to the ready log (CANCELLED, UNMERGED, RETRY)."""
     RELEASED = "released"
     """Certainly not processed: submitted again later."""
     PARKED = "parked"

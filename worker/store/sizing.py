@@ -1,7 +1,7 @@
 """A source's bundle-size state in Redis (`ingest:{sk}:shrink`): read, and replaced atomically.
 
 The value is `cap:shrunkAtMs` (`domain.sizing.BundleSizing`). A flush reads it inside its snapshot
-(snapshot.lua), so planning costs no extra round trip; `sizing` reads it alone. A shrink is a
+(read.lua), so planning costs no extra round trip; `sizing` reads it alone. A shrink is a
 compare-and-set (shrink.lua): the caller reads, computes the new state with the pure rule, and the
 script writes it only if the key still holds what was read. The key expires when the cap is back
 to `max_bundle_ops`: it holds no work, and from then on it shrinks nothing.
