@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -657,3 +658,23 @@ def test_no_script_cost_grows_with_the_groups_referencing_one_resource(
     assert (rounds, len(statuses), set(statuses.values())) == (10, 4000, {"ready"})
     assert client.hget(names.hold_reader_count, O1) == "4000"
     assert slow_scripts() == []
+
+
+def test_a_delete_still_unsent_is_known_to_later_rounds_until_it_is_recorded(store, client, names):
+    # Given a round that commits a DELETE of p1 (ready, not sent yet)
+    put(store, resource("DELETE", eid="d"))
+    deleting = replace(bundle("B1", "d", writes=[P1]), actions={P1: "DELETE"})
+    assert commit(store, read(store), deleting) == {"B1": ("ready", 1)}
+    assert client.hgetall(names.last_action) == {P1: "DELETE"}
+
+    # When a later round reads an UPSERT of p1, it is told p1's last planned operation deletes it
+    put(store, resource(eid="u"))
+    later = read(store, token="t2")
+    assert later.after_delete == frozenset({P1})
+    commit(store, later)
+
+    # Then once the DELETE is recorded, nothing is known of p1 any more
+    record(store, "B1", ("d", "APPLIED"))
+    assert client.hlen(names.last_action) == 0
+    put(store, resource(eid="u2"))
+    assert read(store, token="t3").after_delete == frozenset()
