@@ -129,11 +129,13 @@ def is_merged_delete(op: PlannedOp) -> bool:
     return op.action is Action.DELETE and len(op.events) > 1
 
 
-def _without_none(value: Any) -> Any:
+def without_none(value: Any) -> Any:
+    """`value` with every None dropped from its mappings, at any depth (tuples become lists):
+    the shape a model dumps with `exclude_none`, and what Lua (which has no null) can take."""
     if isinstance(value, Mapping):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(v) for v in value]
+        return {str(k): without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [without_none(v) for v in value]
     return value
 
 
@@ -166,7 +168,7 @@ def payload_of(carrier: ChangeEvent, action: Action) -> dict[str, Any]:
         if carrier.data is not None:
             payload["data"] = carrier.data
     if carrier.meta is not None:
-        payload["meta"] = _without_none(carrier.meta)
+        payload["meta"] = without_none(carrier.meta)
     return payload
 
 
@@ -192,7 +194,7 @@ def _payload_from_stored(carrier: ChangeEvent, action: Action, content: str, key
             return head + "}"
     body = head if content == "{}" else f"{head},{content[1:-1]}"
     if carrier.meta is not None:
-        body += ',"meta":' + json.dumps(_without_none(carrier.meta), **_COMPACT)  # type: ignore[arg-type]
+        body += ',"meta":' + json.dumps(without_none(carrier.meta), **_COMPACT)  # type: ignore[arg-type]
     return body + "}"
 
 

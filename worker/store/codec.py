@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from api_client.models import Action
 from worker.domain.events import ChangeEvent, Endpoint, Target
+from worker.domain.ops import without_none
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -102,15 +103,7 @@ def event_to_json(event: ChangeEvent) -> str:
 
 def compact(value: Any) -> str:
     """Compact JSON for script arguments; None values in mappings are dropped (Lua has no null)."""
-    return json.dumps(_without_none(value), separators=(",", ":"), ensure_ascii=False)
-
-
-def _without_none(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_without_none(v) for v in value]
-    return value
+    return json.dumps(without_none(value), separators=(",", ":"), ensure_ascii=False)
 
 
 def text(value: Any) -> str:
