@@ -29,7 +29,8 @@ from worker.domain.outcomes import EventOutcome
 from worker.domain.plan import PlanCaps
 from worker.flow.counts import FlushResult
 from worker.flow.deps import Deps
-from worker.flow.flush import flush, plan_round
+from worker.flow.flush import flush
+from worker.flow.planning import plan_round
 from worker.flow.recover import recover
 from worker.settings import IngestSettings
 from worker.store import Store

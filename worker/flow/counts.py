@@ -39,9 +39,11 @@ class SubmitCounts(_Counts):
     events_final: int = 0
     """Events whose outcome became final."""
     events_rebuffered: int = 0
-    """Events sent back to the ready log (CANCELLED, UNMERGED, RETRY)."""
+    """Events sent back to the ready log (sent again, but not planned again here)."""
+    events_replanned: int = 0
+    """Events sent again (CANCELLED, UNMERGED, RETRY), planned again where they were."""
     ready: list[str] = field(default_factory=list)
-    """Bundles that waited for one recorded here and may be sent now."""
+    """Bundles that may be sent now: they waited for one recorded here, or replace it."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ Every write names the claim's fencing token; a worker that lost its claim writes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import structlog
@@ -48,6 +48,7 @@ from api_client.models import (
     TaskAccepted,
     TaskState,
 )
+from worker.domain.bulk import BulkRequestPlan
 from worker.domain.outcomes import Outcomes, outcomes_from_receipts
 from worker.domain.plan import BundlePlan, PlanError
 from worker.domain.readback import Resolution
@@ -57,11 +58,12 @@ from worker.flow.deps import Deps
 from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
 from worker.flow.layout import Sendable
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
+from worker.flow.planning import plan_events
 from worker.flow.readback import told_apart
 from worker.flow.sending import issuer_of, send, validate_sendable
-from worker.flow.sizing import shrink_bundles
+from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.store.pauses import GateAnswer
-from worker.store.records import EventOutcomeRecord
+from worker.store.records import BundleToCommit, EventOutcomeRecord
 
 __all__ = [
     "Claimed",
@@ -172,7 +174,8 @@ def _record(
     counts: SubmitCounts,
     resent: frozenset[str] = frozenset(),
 ) -> Step:
-    """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED."""
+    """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
+    events sent again are planned again here, in the bundle's place."""
     outcomes = cap_cancelled(deps, source, outcomes)
     result = deps.store.record(
         source,
@@ -181,6 +184,7 @@ def _record(
         outcome_records(outcomes, resent),
         status=status,
         now_ms=deps.now_ms(),
+        replan=_replan(deps, source, claimed.plan, outcomes),
     )
     if not result.done:
         counts.lost_claim += 1
@@ -189,8 +193,28 @@ def _record(
     counts.recorded += 1
     counts.events_final += result.finals
     counts.events_rebuffered += result.rebuffered
+    counts.events_replanned += result.replanned
     counts.ready.extend(result.ready)
-    return Step.REPLAN if result.rebuffered else Step.FINAL
+    return Step.REPLAN if result.rebuffered or result.replanned else Step.FINAL
+
+
+def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list[BundleToCommit]:
+    """The events these outcomes send again, planned again as they are stored (UNMERGED ones
+    alone). Sent back to the ready log instead, they would make every bundle planned after them
+    on their entities give its operations back, and those the next ones (docs/pipeline.md)."""
+    back = outcomes.to_replan
+    if not back:
+        return []
+    unmerged = outcomes.no_merge
+    events = [
+        replace(event, no_merge=True) if event.event_id in unmerged else event
+        for event in deps.store.events_to_replan(source, back)
+    ]
+    bulk = isinstance(plan, BulkRequestPlan)
+    caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
+    planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
+    # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
+    return [p.commit for p in planned]
 
 
 def nudge_ready(deps: Deps, source: str, bundle_ids: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Final
 
@@ -11,7 +12,7 @@ from worker.domain.events import join_stored
 from worker.store import keys
 from worker.store.base import StoreBase, to_int
 from worker.store.codec import text
-from worker.store.records import SourceCounters
+from worker.store.records import ReadEvent, SourceCounters
 
 REQUIRED_POLICY: Final = "noeviction"
 _EVENT_FIELDS: Final = (
@@ -81,6 +82,34 @@ class StoreReads(StoreBase):
             for event_id, (head, content) in zip(event_ids, pipe.execute(), strict=True)
             if head is not None
         }
+
+    def events_to_replan(self, source: str, event_ids: Sequence[str]) -> list[ReadEvent]:
+        """These events as planning reads them, in seq order (missing ones left out): the events
+        a record sends back, planned again by the recorder. One round trip."""
+        names = keys.SourceKeys(source)
+        pipe = self.client.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.hmget(names.event(event_id), "h", "d", "seq", "k", "tr", "g", "nm")
+        events = []
+        for event_id, values in zip(event_ids, pipe.execute(), strict=True):
+            head, content, seq, entity, touched, group, no_merge = (text(v) for v in values)
+            if not head:
+                continue
+            events.append(
+                ReadEvent(
+                    event_id=event_id,
+                    seq=to_int(seq),
+                    body=json.loads(head),
+                    content=content or "{}",
+                    entity=entity,
+                    resources=tuple(touched.split()),
+                    group=group,
+                    no_merge=bool(no_merge),
+                    size=len(head) + len(content),
+                )
+            )
+        events.sort(key=lambda e: e.seq)
+        return events
 
     def event_attempts(self, source: str, event_ids: Sequence[str]) -> dict[str, int]:
         """How many times each of these events was submitted so far (0 when unknown)."""

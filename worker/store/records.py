@@ -109,11 +109,11 @@ class BundleToCommit:
     layout: str
     groups: tuple[str, ...]
     after: tuple[str, ...] = ()
+    """Bundles of the same plan it must follow (it conflicts with them)."""
     size: int = 0
     """The stored bytes of its events (the ready log's byte count drops by it)."""
     actions: Mapping[str, str] = field(default_factory=dict)
     """Entity key -> the action of its operation there (`la`, for later rounds)."""
-    """Bundles of the same plan it must follow (it conflicts with them)."""
     claim: bool = False
     """Whether the planner sends it itself once ready (claimed at commit, fence 1)."""
 
@@ -174,7 +174,9 @@ class RecordResult:
     rebuffered: int = 0
     dead_letters: int = 0
     ready: tuple[str, ...] = ()
-    """Bundles that waited for this one and may be sent now."""
+    """Bundles that may be sent now: those that waited for this one, and its replacements."""
+    replanned: int = 0
+    """Events sent back and planned again in bundles that take this one's place."""
 
 
 @dataclass(frozen=True)

@@ -118,21 +118,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
             "ttl": settings.results_ttl_s,
             "linger": settings.linger_ms,
             "max_age": settings.max_age_ms,
-            "bundles": [
-                {
-                    "id": b.bundle_id,
-                    "ev": list(b.event_ids),
-                    "bytes": b.size,
-                    "acts": dict(b.actions) or None,
-                    "x": list(b.writes),
-                    "s": list(b.reads),
-                    "pre": list(b.after),
-                    "layout": b.layout,
-                    "groups": list(b.groups),
-                    "claim": 1 if b.claim else 0,
-                }
-                for b in bundles
-            ],
+            "bundles": [_bundle_argument(b) for b in bundles],
             "rejects": [{"e": r.event_id, "err": r.error} for r in rejected],
             "blocked": [{"e": b.event_id, "bid": b.bundle_id} for b in blocked],
         }
@@ -260,8 +246,14 @@ class Store(StorePublish, StoreReads, StoreSizing):
         *,
         status: str,
         now_ms: int,
+        replan: Sequence[BundleToCommit] = (),
     ) -> RecordResult:
-        """Record a bundle's outcome once (record.lua); refused with another fence."""
+        """Record a bundle's outcome once (record.lua); refused with another fence.
+
+        Args:
+            replan: the events it sends back, planned again (`planning.plan_events`): these
+                bundles take its place, ahead of every bundle that waited for it.
+        """
         meta = {
             "id": bundle_id,
             "fence": fence,
@@ -279,12 +271,15 @@ class Store(StorePublish, StoreReads, StoreSizing):
                 }
                 for o in outcomes
             ],
+            "replan": [_bundle_argument(b) for b in replan],
         }
         reply = self._run(self._scripts.record, source, compact(meta))
         if not isinstance(reply, list):
             return RecordResult(done=False)
-        ready = tuple(text(v) for v in reply[4:])
-        return RecordResult(True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]), ready)
+        ready = tuple(text(v) for v in reply[5:])
+        return RecordResult(
+            True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]), ready, to_int(reply[4])
+        )
 
     # -- the ticker's step -------------------------------------------------------------------------
 
@@ -312,3 +307,19 @@ class Store(StorePublish, StoreReads, StoreSizing):
                 claims=tuple(data.get("claims") or ()),
             )
         return taken
+
+
+def _bundle_argument(bundle: BundleToCommit) -> dict[str, Any]:
+    """A planned bundle as commit.lua and record.lua take it."""
+    return {
+        "id": bundle.bundle_id,
+        "ev": list(bundle.event_ids),
+        "bytes": bundle.size,
+        "acts": dict(bundle.actions) or None,
+        "x": list(bundle.writes),
+        "s": list(bundle.reads),
+        "pre": list(bundle.after),
+        "layout": bundle.layout,
+        "groups": list(bundle.groups),
+        "claim": 1 if bundle.claim else 0,
+    }

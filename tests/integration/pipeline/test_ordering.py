@@ -105,7 +105,7 @@ def test_pipeline_later_round_waits_inside_a_bundle_for_the_entity_an_earlier_on
     assert [e.event_id for e in first.events] == ["c1"]
 
     # When the next rounds read the provider and the relationship meanwhile
-    from worker.flow.flush import plan_round
+    from worker.flow.planning import plan_round
 
     planned = plan_round(harness.deps, SOURCE, first)
     statuses = harness.deps.store.commit(

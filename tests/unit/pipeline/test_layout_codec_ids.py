@@ -10,8 +10,8 @@ import pytest
 from api_client.ids import GENERATED_ID_LENGTH, is_resource_id
 from api_client.models import dump_json
 from worker.domain.plan import plan_bundles
-from worker.flow.flush import bundle_locks
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
+from worker.flow.planning import bundle_locks
 from worker.ids import IdSource
 from worker.store.codec import compact, event_from_json, event_from_mapping
 

@@ -15,8 +15,8 @@ from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import key_of, resources_touched
 from worker.domain.plan import BundlePlan
 from worker.flow.deps import Deps
-from worker.flow.flush import PlannedBundle, blocked_events, plan_round
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
+from worker.flow.planning import PlannedBundle, blocked_events, plan_round
 from worker.settings import IngestSettings
 from worker.store.codec import event_from_json
 from worker.store.records import ReadEvent, ReadRound

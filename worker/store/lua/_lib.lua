@@ -391,6 +391,84 @@ local function unblock_followers(finished, gone, now)
   return ready_ids
 end
 
+-- A bundle's record, as commit.lua and record.lua write it: `planned` when it follows nothing
+-- unfinished, else `waiting` for its `np` predecessors (`pre`). `cseq` orders it among the
+-- bundles that touch its keys; the bundles that take a recorded one's place fill the gap `cgap`
+-- below the next number (see `replace`).
+local function write_bundle(b, pre, cseq, cgap, fence, cexp, now)
+  local evs = as_list(b.ev)
+  redis.call('HSET', P .. 'bd:' .. b.id, 'st', #pre == 0 and 'planned' or 'waiting', 'np', #pre,
+             'fence', fence, 'cexp', cexp, 'ev', cjson.encode(evs),
+             'x', cjson.encode(as_list(b.x)), 's', cjson.encode(as_list(b.s)),
+             'layout', b.layout, 'groups', cjson.encode(as_list(b.groups)), 'n', #evs,
+             'att', 0, 'stale', 0, 'created', now, 'upd', now, 'cseq', cseq, 'cgap', cgap,
+             'pre', cjson.encode(pre))
+  redis.call('HINCRBY', P .. 'stats', 'bundles', 1)
+end
+
+-- The events a record sends back, planned again by the recorder (`bundles`, in plan order), take
+-- the recorded bundle's place: each waiting follower of it that conflicts with a replacement
+-- waits for that replacement too, so nothing planned after the events sent back overtakes them,
+-- and nothing goes back to the ready log or is given back by a follower. A replacement holds a
+-- key only where no later bundle does (a later holder follows it already). Returns the
+-- replacements ready to send.
+local function replace(bid, bundles, now)
+  local followers = {}
+  for _, f in ipairs(redis.call('SMEMBERS', P .. 'dep:' .. bid)) do
+    local fh = redis.call('HMGET', P .. 'bd:' .. f, 'st', 'x', 's', 'pre')
+    if fh[1] == 'waiting' then
+      followers[#followers + 1] = {id = f, x = decoded(fh[2]), s = decoded(fh[3]),
+                                   pre = decoded(fh[4])}
+    end
+  end
+  local bh = redis.call('HMGET', P .. 'bd:' .. bid, 'cseq', 'cgap')
+  local base, gap = tonumber(bh[1]) or 0, tonumber(bh[2]) or 1
+  local step = gap / (#bundles + 1)
+  local mine, ready = {[bid] = true}, {}
+  for i, b in ipairs(bundles) do
+    local x_keys, s_keys = as_list(b.x), as_list(b.s)
+    local pre = {}
+    for _, p in ipairs(as_list(b.pre)) do
+      redis.call('SADD', P .. 'dep:' .. p, b.id)
+      pre[#pre + 1] = p
+    end
+    local written, read = as_set(x_keys), as_set(s_keys)
+    for _, f in ipairs(followers) do
+      if conflicts(f.x, f.s, written, read) then
+        redis.call('SADD', P .. 'dep:' .. b.id, f.id)
+        redis.call('HINCRBY', P .. 'bd:' .. f.id, 'np', 1)
+        f.pre[#f.pre + 1] = b.id
+        f.changed = true
+      end
+    end
+    local acts = as_list(b.acts)
+    for _, k in ipairs(x_keys) do
+      local w = redis.call('HGET', P .. 'hx', k)
+      if not w or mine[w] then
+        redis.call('HSET', P .. 'hx', k, b.id)
+        if acts[k] then redis.call('HSET', P .. 'la', k, acts[k]) end
+      end
+    end
+    for _, k in ipairs(s_keys) do
+      local w = redis.call('HGET', P .. 'hx', k)
+      if (not w or mine[w]) and redis.call('SADD', P .. 'hs:' .. k, b.id) == 1 then
+        redis.call('HINCRBY', P .. 'hsn', k, 1)
+      end
+    end
+    mine[b.id] = true
+    write_bundle(b, pre, string.format('%.17g', base + i * step), string.format('%.17g', step),
+                 0, 0, now)
+    if #pre == 0 then
+      redis.call('ZADD', P .. 'claims', now, b.id)
+      ready[#ready + 1] = b.id
+    end
+  end
+  for _, f in ipairs(followers) do
+    if f.changed then redis.call('HSET', P .. 'bd:' .. f.id, 'pre', cjson.encode(f.pre)) end
+  end
+  return ready
+end
+
 -- A recorded bundle leaves the scheduler: its holds go (everything it took over was finished
 -- before it was sent), the waiting bundles after it give back what touches the events it sent
 -- back (`written`/`read`), and its followers stop waiting for it. Returns the bundles that

@@ -87,9 +87,8 @@ for _, b in ipairs(as_list(cfg.bundles)) do
     for _, eid in ipairs(evs) do
       redis.call('HSET', P .. 'ev:' .. eid, 'st', 'in_flight', 'bd', b.id, 'upd', now)
     end
-    local state, fence, cexp = 'waiting', 0, 0
+    local fence, cexp = 0, 0
     if np == 0 then
-      state = 'planned'
       if b.claim == 1 then
         fence, cexp = 1, now + cfg.claim_ttl
         redis.call('ZADD', P .. 'claims', cexp, b.id)
@@ -97,13 +96,8 @@ for _, b in ipairs(as_list(cfg.bundles)) do
         redis.call('ZADD', P .. 'claims', now, b.id)
       end
     end
-    redis.call('HSET', P .. 'bd:' .. b.id, 'st', state, 'np', np, 'fence', fence, 'cexp', cexp,
-               'ev', cjson.encode(evs), 'x', cjson.encode(x_keys), 's', cjson.encode(s_keys),
-               'layout', b.layout, 'groups', cjson.encode(as_list(b.groups)), 'n', #evs,
-               'att', 0, 'stale', 0, 'created', now, 'upd', now,
-               'cseq', redis.call('INCR', P .. 'cseq'), 'pre', cjson.encode(pre))
+    write_bundle(b, pre, redis.call('INCR', P .. 'cseq'), 1, fence, cexp, now)
     redis.call('HINCRBY', P .. 'stats', 'inflight', #evs)
-    redis.call('HINCRBY', P .. 'stats', 'bundles', 1)
     committed = committed + #evs
     out[#out + 1] = b.id
     out[#out + 1] = np == 0 and 'ready' or 'waiting'
