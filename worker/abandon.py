@@ -96,7 +96,7 @@ def abandon(target: Deps | Store, ident: str, *, now_ms: int | None = None) -> A
         state = fields.get("st", "")
         detail = f"the record is {state}, not STALE; only a STALE task can be abandoned"
         return AbandonResult("not-stale", source, bundle_id, task_id, detail=detail)
-    claimed = store.claim(source, [bundle_id], now_ms, "poll")[0]
+    claimed = store.claim(source, [bundle_id], now_ms, "poll", due_only=False)[0]
     if claimed.code != "ok" or claimed.fence is None:
         detail = "a poller holds it now; try again" if claimed.code == "busy" else claimed.code
         code: AbandonCode = "busy" if claimed.code == "busy" else "unknown"

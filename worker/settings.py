@@ -121,8 +121,10 @@ class IngestSettings(BaseSettings):
     readback_interval_ms: int = Field(default=2000, ge=1)
     """The wait between two read-backs of a bundle whose outcome is unknown."""
     max_bundle_recoveries: int = Field(default=5, ge=1)
-    """Times a bundle or a poll is found with its worker gone (claim expired) before it is
-    treated as poison: its events dead-lettered (what the read-back shows applied is kept)."""
+    """Times in a row a bundle or a poll is found with its worker gone (claim expired, never
+    renewed) before it is treated as poison: its events dead-lettered (what the read-back shows
+    applied is kept). A claim released normally (a poll written, a retry time set) starts the
+    count again."""
     shrink_recovery_ms: int = Field(default=60_000, ge=1)
     """After a request refused as a whole or timed out, a source's bundles are halved; the cap
     doubles back every this many milliseconds."""
@@ -143,7 +145,11 @@ class IngestSettings(BaseSettings):
     tick_batch: int = Field(default=200, ge=1)
     """Ids per message the ticker sends."""
     due_lease_ms: int = Field(default=10_000, ge=1)
-    """What the ticker re-scores a taken entry to (now + lease), so no two tickers send it."""
+    """What the ticker re-scores a taken entry to (now + lease), so no two tickers send it; the
+    first wait before it hands out again an entry whose message was not handled."""
+    due_lease_cap_ms: int = Field(default=300_000, ge=1)
+    """The longest such wait: each time the ticker hands out again an entry nobody handled (the
+    message is lost, or still queued behind others), the lease doubles, up to this cap."""
 
     # -- Celery ----------------------------------------------------------------------------------
     task_soft_time_limit_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
@@ -211,6 +217,8 @@ class IngestSettings(BaseSettings):
             problems.append("max_age_ms: must be at least linger_ms")
         if self.poll_cap_ms < self.poll_first_ms:
             problems.append("poll_cap_ms: must be at least poll_first_ms")
+        if self.due_lease_cap_ms < self.due_lease_ms:
+            problems.append("due_lease_cap_ms: must be at least due_lease_ms")
         if self.retry_cap_ms < self.retry_base_ms:
             problems.append("retry_cap_ms: must be at least retry_base_ms")
         if self.pause_cap_ms < self.pause_base_ms:

@@ -5,7 +5,10 @@ expired) with `pipeline.claim_due`, which re-scores what it returns to now + a l
 tickers never dispatch one item twice within the lease; then it sends one message per source and
 kind with up to `tick_batch` ids. Every few ticks it refreshes the autoscaling signal
 (`pipeline.refresh_backlog`). A message lost on the way changes nothing but timing: the lease
-runs out and the item is claimed again.
+runs out and the item is claimed again. An item handed out again and again without being handled
+(its messages queued behind a backlog) gets a lease twice as long each time, up to
+`due_lease_cap_ms`, so the queue does not fill with copies; a copy that arrives after the work
+was done finds its entry not due and does nothing (claim.lua).
 
 Why a Consumer bootstep on the event-loop timer (`c.timer.call_repeatedly`), not beat nor a
 thread: beat is a singleton to deploy and keep alive, and a thread in the prefork parent is a fork

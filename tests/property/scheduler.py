@@ -149,8 +149,13 @@ class Scheduler:
         return [b for b, st in zip(ids, states, strict=True) if st == "planned"]
 
     def send(self, bundle_id: str) -> None:
-        # a recovery claims the record at once whatever its claims score (as a nudge does)
+        # a recovery claims the record at once (as a nudge does): a ready bundle is due in
+        # `claims` from its commit or from the record that made it ready
         recover(self.deps, SOURCE, [bundle_id])
+
+    def unpark(self, bundle_id: str) -> None:
+        """Put a parked bundle back in the claims schedule, due now (as an operator would)."""
+        self.client.zadd(self.names.claims, {bundle_id: self.deps.now_ms()})
 
     def pending(self) -> int:
         return int(self.client.zcard(self.names.ready))

@@ -196,7 +196,9 @@ def test_scheduler_a_parked_bundle_delays_only_what_must_follow_it(
         writes, reads = scheduler.keys_of(parked)
         waiting = scheduler.not_final(scenario.events) - scheduler.events_of(parked)
         assert waiting <= behind_parked(scenario.events, waiting, writes, reads)
-        # and once it is sent, everything drains
+        # and once it is sent (a parked bundle is in no schedule: an operator puts it back),
+        # everything drains
+        scheduler.unpark(parked)
         scheduler.send(parked)
         steps = 0
         while scheduler.pending() or scheduler.ready():

@@ -74,6 +74,9 @@ class PollResult(SubmitCounts):
     pending: int = 0
     stale: int = 0
     busy: int = 0
+    """Records another worker held."""
+    early: int = 0
+    """Records whose next poll was not due (a repeated or late message): left alone."""
     errors: int = 0
 
 
@@ -86,6 +89,9 @@ class RecoverResult(SubmitCounts):
     read_back: int = 0
     """Records whose outcome was unknown, resolved by reading their entities back."""
     busy: int = 0
+    """Records another worker held."""
+    early: int = 0
+    """Records whose retry or read-back time had not come (a repeated or late message)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def claim_due(deps: Deps, *, limit: int) -> DueWork:
     """Due planning, due polls and expired claims of every source, each taken for a lease.
 
     Safe in any number of copies: take_due.lua re-scores what it hands out to now + lease, so two
-    tickers never hand out one entry, and a lost message only delays it by the lease. A paused
+    tickers never hand out one entry, and a lost message only delays it by the lease (doubled
+    for each hand-out in a row nobody handled, up to `due_lease_cap_ms`). A paused
     source's groups and claims wait for the end of the pause; its polls go on unless the pause is
     an auth pause (`flow/pausing.py`).
 

@@ -1,12 +1,16 @@
 """Poll accepted tasks: one poller at a time per task, backoff with jitter, STALE past a deadline.
 
-A poll claims the record (claim.lua, fenced, re-scores its schedule entry, never pops it), asks
-for the task without receipts, and then either schedules the next poll (backoff with jitter up to
+A round polls its records one after another, each claimed just before its GET (claim.lua,
+fenced, re-scores its schedule entry, never pops it; a record whose next poll is not due, asked
+for again by a repeated message, is left alone) and released right after it: a slow Registry
+lengthens the round, never one claim past its TTL (`flow/claims.py`). Each poll asks for the task
+without receipts, and then either writes the next poll at once (backoff with jitter up to
 `poll_cap_ms`; past `poll_deadline_ms` since acceptance the task is STALE and polled every
-`poll_slow_cap_ms`, keeping its locks) or, on a terminal status, fetches the receipts once and
-records the outcome. Every next poll of one round is written in one round trip. An error that
-pauses the source (`flow/pausing.py`) is recorded as a pause too; an auth pause stops polls, the
-rest of the round included, and once it ends a single poll tries the key again (its probe).
+`poll_slow_cap_ms`, keeping its locks), which releases the claim, or, on a terminal status,
+fetches the receipts once (renewing the claim first when it has run long) and records the
+outcome. An error that pauses the source (`flow/pausing.py`) is recorded as a pause too; an auth
+pause stops polls, the rest of the round included (left unclaimed), and once it ends a single
+poll tries the key again (its probe).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 import structlog
 
 from api_client import IssuedBy, RegistryError, TaskRef
+from api_client.models import TaskState
+from worker.flow.claims import Renewal, claim_one
 from worker.flow.counts import PollResult
 from worker.flow.deps import Deps
 from worker.flow.pausing import pause_source, poll_gate, resume_source
@@ -79,39 +85,28 @@ def _give_up(
 
 
 def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
-    """Poll the tasks of these bundles of one source (the ticker's due polls)."""
+    """Poll the tasks of these bundles of one source (the ticker's due polls), one at a time."""
     result = PollResult()
     gate = poll_gate(deps, source)
     if gate == "paused":
         return result  # an auth pause: the entries come due again after the ticker's lease
-    claimed = deps.store.claim(source, bundle_ids, deps.now_ms(), "poll")
-    repolls: list[dict[str, Any]] = []
-    held = ""  # set once this round meets an auth pause: the rest wait, unasked
-    for record in claimed:
-        if record.code == "busy":
-            result.busy += 1
-        if record.code != "ok" or record.fence is None:
+    for bundle_id in bundle_ids:
+        record = claim_one(deps, source, bundle_id, "poll", result)
+        if record is None:
             continue
         give_up = poison_reason(deps, record.recoveries, "polling")
         if give_up is not None:
             _give_up(deps, source, record, give_up, result)
             continue
-        if held:
-            repolls.append(_repoll(deps, record, "", held))
-            continue
         result.polled += 1
         try:
-            issuer = IssuedBy(record.issued_by) if record.issued_by else None
-            ref = TaskRef(source, record.task_id, issuer)
-            state = deps.client.get_task_state(ref)
-            if state.is_terminal:
-                state = deps.client.get_task_state(ref, with_receipts=True)
+            state = _task_state(deps, source, record)
         except (RegistryError, ValueError) as exc:
             result.errors += 1
             pause = pause_source(deps, source, exc) if isinstance(exc, RegistryError) else None
+            _write_repoll(deps, source, _repoll(deps, record, "", f"{type(exc).__name__}: {exc}"))
             if pause is not None and PauseKind(pause.kind).stops_polls:
-                held = f"held: the source is paused ({pause.kind})"
-            repolls.append(_repoll(deps, record, "", f"{type(exc).__name__}: {exc}"))
+                break  # the rest of the round wait, unasked and unclaimed, for the pause's end
             continue
         if gate == "probe":
             gate = "open"
@@ -120,12 +115,31 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
             item = _repoll(deps, record, str(state.status))
             result.pending += 1
             result.stale += 1 if item["stale"] and not record.stale else 0
-            repolls.append(item)
+            if not _write_repoll(deps, source, item):
+                result.lost_claim += 1
             continue
         claimed_bundle = load_or_park(deps, source, record, result)
         if claimed_bundle is None:
             continue
         record_answer(deps, source, claimed_bundle, state, result)
-    deps.store.mark(source, repolls, deps.now_ms())
     nudge_ready(deps, source, result.ready)
     return result
+
+
+def _task_state(deps: Deps, source: str, record: ClaimedRecord) -> TaskState:
+    """The task's state; with its receipts when it is terminal (the claim renewed before that
+    second request when it has run long)."""
+    claim = [(record.bundle_id, record.fence or 0)]
+    renewal = Renewal(deps, lambda: deps.store.renew(source, claim, deps.now_ms()))
+    issuer = IssuedBy(record.issued_by) if record.issued_by else None
+    ref = TaskRef(source, record.task_id, issuer)
+    state = deps.client.get_task_state(ref)
+    if state.is_terminal:
+        renewal()
+        state = deps.client.get_task_state(ref, with_receipts=True)
+    return state
+
+
+def _write_repoll(deps: Deps, source: str, item: dict[str, Any]) -> bool:
+    """Write the next poll at once: the claim is released with it (False: it was lost)."""
+    return deps.store.mark(source, [item], deps.now_ms())[0]

@@ -34,6 +34,7 @@ from worker.domain.readback import (
     submission_ops,
 )
 from worker.domain.receipts import Answer, Submission
+from worker.flow.claims import Renewal
 from worker.flow.deps import Deps
 from worker.flow.pausing import pause_source
 
@@ -78,15 +79,14 @@ def read_back(
     With `stop_at_missing`, None as soon as one operation is not applied: while the settle time
     runs, one missing operation is enough to read again later, and a bundle of hundreds of
     operations costs one GET per read-back instead of hundreds. `keep_claim` is called every
-    third of the claim TTL, so a long read-back (a large bulk request) keeps its record.
+    third of the claim TTL (`flow.claims.Renewal`), so a long read-back (a large bulk request)
+    keeps its record.
     """
     seen: dict[EntityKey, Seen] = {}
-    renew_every = deps.settings.claim_ttl_ms // 3
-    renewed = deps.now_ms()
+    renewal = Renewal(deps, keep_claim) if keep_claim is not None else None
     for op in ops:
-        if keep_claim is not None and deps.now_ms() - renewed >= renew_every:
-            keep_claim()
-            renewed = deps.now_ms()
+        if renewal is not None:
+            renewal()
         seen[op.key] = read_entity(deps, source, op.key)
         if stop_at_missing and not op_applied(op, seen[op.key]):
             return None

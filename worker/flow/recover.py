@@ -10,9 +10,11 @@ Per state (docs/pipeline.md section 6, docs/reliability.md):
 - `sent`: the poll schedule owns it (its claims entry is dropped, its poll kept).
 - `recorded`, or no record: its schedule entries are dropped.
 
-A record whose claimant was found gone more than `max_bundle_recoveries` times is poison: a
-`planned` one is dead-lettered whole; a `sending` one keeps what the read-back finds applied and
-dead-letters the rest.
+A record whose claimants were found gone (their claims expired, never renewed) more than
+`max_bundle_recoveries` times in a row is poison: a `planned` one is dead-lettered whole; a
+`sending` one keeps what the read-back finds applied and dead-letters the rest. Each record of a
+round is claimed just before it is worked on (`flow/claims.py`), and one whose entry is not due
+(a repeated message, or a retry time not come) is left alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from worker.flow.claims import claim_one
 from worker.flow.counts import RecoverResult, SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError, rebuild_bundle
@@ -98,12 +101,13 @@ def _read_back(
 
 
 def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult:
-    """Recover these bundles of one source (expired claims, retries and read-backs come due)."""
+    """Recover these bundles of one source (expired claims, retries and read-backs come due),
+    each claimed just before it is worked on (`flow/claims.py`); one whose entry is not due
+    (a repeated message, or a retry time not come) is left alone."""
     result = RecoverResult()
-    for record in deps.store.claim(source, bundle_ids, deps.now_ms(), "recover"):
-        if record.code == "busy":
-            result.busy += 1
-        if record.code != "ok" or record.fence is None:
+    for bundle_id in bundle_ids:
+        record = claim_one(deps, source, bundle_id, "recover", result)
+        if record is None:
             continue
         result.claimed += 1
         if record.state not in ("planned", "sending"):

@@ -35,6 +35,7 @@ REF: Final = "ref:"
 READY: Final = "ready"
 DUE: Final = "due"
 PLAN_DUE: Final = "*"
+DUE_LEASE: Final = "dlease"
 """The one member of a source's `due` set: when its next planning round is due."""
 PLAN_LOCK: Final = "plock"
 HOLD_WRITER: Final = "hx"
@@ -105,6 +106,12 @@ class SourceKeys:
     def due(self) -> str:
         """`*` -> when the source's next planning round is due, in ms (sorted set)."""
         return self._key(DUE)
+
+    @property
+    def due_lease(self) -> str:
+        """`score/n`: the planning entry's last hand-out by a ticker and how many in a row
+        (string, PX; take_due.lua)."""
+        return self._key(DUE_LEASE)
 
     @property
     def plan_lock(self) -> str:

@@ -134,7 +134,7 @@ CommitStatus = Literal["ready", "waiting", "aborted"]
 class ClaimedRecord:
     """claim.lua's answer for one bundle record (`fence` is set when `code` is 'ok')."""
 
-    code: Literal["ok", "busy", "gone", "sent", "skip", "wait"]
+    code: Literal["ok", "busy", "gone", "sent", "skip", "wait", "early"]
     bundle_id: str
     fence: int | None
     state: str
@@ -149,7 +149,7 @@ class ClaimedRecord:
     sending_at: int = 0
     """When the record last went `sending` (ms), 0 if never."""
     recoveries: int = 0
-    """Times a claimant of this record (in the claim's mode) was found gone."""
+    """Times in a row a claimant of this record (in the claim's mode) was found gone."""
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,14 @@ class Store(StorePublish, StoreReads, StoreSizing):
         bundle_ids: Sequence[str],
         now_ms: int,
         mode: Literal["recover", "poll"],
+        *,
+        due_only: bool = True,
     ) -> list[ClaimedRecord]:
-        """Claim records to recover them or to poll their task (claim.lua), one round trip."""
+        """Claim records to recover them or to poll their task (claim.lua), one round trip.
+
+        With `due_only` (always, but for an operator's abandon), a record whose entry in the
+        mode's schedule is not due is left alone (code `early`).
+        """
         if not bundle_ids:
             return []
         meta = {
@@ -148,6 +154,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
             "claim_ttl": self.settings.claim_ttl_ms,
             "mode": mode,
             "ids": list(bundle_ids),
+            "any_time": None if due_only else 1,
         }
         rows = [text(v) for v in self._run(self._scripts.claim, source, compact(meta))]
         claimed = []
@@ -287,11 +294,13 @@ class Store(StorePublish, StoreReads, StoreSizing):
         self, sources: Sequence[str], now_ms: int, *, groups: int, polls: int, claims: int
     ) -> dict[str, DueTaken]:
         """Due groups, due polls and expired claims of every source, each re-scored to now +
-        the lease; one round trip for all sources."""
+        the lease (doubled for each hand-out in a row nobody handled, up to the cap); one round
+        trip for all sources."""
         meta = compact(
             {
                 "now": now_ms,
                 "lease": self.settings.due_lease_ms,
+                "lease_cap": self.settings.due_lease_cap_ms,
                 "due": groups,
                 "polls": polls,
                 "claims": claims,

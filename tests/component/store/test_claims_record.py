@@ -73,7 +73,9 @@ def test_release_puts_the_record_back_to_planned_with_a_retry_time(store, client
 
     assert client.hget(names.bundle("B1"), "st") == "planned"
     assert client.zscore(names.claims, "B1") == NOW + 500
-    (claimed,) = store.claim(SOURCE, ["B1"], NOW + 1, "recover")
+    (early,) = store.claim(SOURCE, ["B1"], NOW + 1, "recover")
+    (claimed,) = store.claim(SOURCE, ["B1"], NOW + 500, "recover")
+    assert early.code == "early"  # not before its retry time
     assert claimed.code == "ok"  # a released record has no live claim
 
 

@@ -3,11 +3,13 @@
 The tickers are the real `Ticker` (the code the bootstep runs), each with its own Redis client,
 driven from three threads; sending is recorded instead of going to a broker, and no worker runs,
 so nothing plans the sources: only the lease taken by `claim_due` keeps a second ticker from
-dispatching a source's planning again.
+dispatching a source's planning again. A planning nobody handles is dispatched again once its
+lease ends, then after a lease twice as long each time, up to `due_lease_cap_ms`.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -18,8 +20,8 @@ import redis
 from pydantic import SecretStr
 
 from tests.integration.workers.stream import make_stream
-from tests.waiting import wait_for
-from worker.pipeline import build_deps
+from tests.waiting import POLL_INTERVAL_S, wait_for
+from worker.pipeline import Deps, build_deps
 from worker.publisher import publish
 from worker.settings import IngestSettings
 from worker.tasks import FLUSH
@@ -97,18 +99,25 @@ def test_three_tickers_dispatch_each_due_planning_once(redis_url: str) -> None:
     publisher.store.client.close()
 
 
-def test_ticker_dispatches_a_planning_again_once_its_lease_ends(redis_url: str) -> None:
-    # Given a source's planning taken by one ticker whose message was lost (no worker ran it) ...
-    settings = IngestSettings(
-        redis_url=SecretStr(redis_url),
-        api_key=SecretStr("unused"),
-        linger_ms=0,
-        max_age_ms=0,
-        due_lease_ms=300,
+def planning_never_handled(redis_url: str, **settings: Any) -> Deps:
+    """A source whose planning is due at once and that no worker will ever plan."""
+    deps = build_deps(
+        IngestSettings(
+            redis_url=SecretStr(redis_url),
+            api_key=SecretStr("unused"),
+            linger_ms=0,
+            max_age_ms=0,
+            **settings,
+        )
     )
-    deps = build_deps(settings)
     events = make_stream(sources=["hospital-a"], groups=1, events=3, deletes=False)
     assert publish(deps, events).errors == []
+    return deps
+
+
+def test_ticker_dispatches_a_planning_again_once_its_lease_ends(redis_url: str) -> None:
+    # Given a source's planning taken by one ticker whose message was lost (no worker ran it) ...
+    deps = planning_never_handled(redis_url, due_lease_ms=300)
     sent: list[list[Any]] = []
     ticker = Ticker(
         deps, lambda name, *, args, retry: sent.append(args), batch=10, backlog_every=1000
@@ -122,4 +131,35 @@ def test_ticker_dispatches_a_planning_again_once_its_lease_ends(redis_url: str) 
     wait_for(lambda: ticker.tick().sent, timeout_s=5.0)
     assert time.monotonic() - taken_at >= 0.25
     assert sent == [["hospital-a", ["*"]], ["hospital-a", ["*"]]]
+    deps.store.client.close()
+
+
+LEASE_MS = 100
+CAP_MS = 400
+REPEAT_FOR_S = 2.0
+
+
+def test_ticker_repeats_an_unhandled_planning_with_a_doubling_lease(redis_url: str) -> None:
+    # Given a planning nobody handles (its messages lost, or queued behind a backlog) ...
+    deps = planning_never_handled(redis_url, due_lease_ms=LEASE_MS, due_lease_cap_ms=CAP_MS)
+    sent_at: list[float] = []
+    ticker = Ticker(
+        deps,
+        lambda name, *, args, retry: sent_at.append(time.monotonic()),
+        batch=10,
+        backlog_every=1000,
+    )
+
+    # ... when the ticker ticks for a while ...
+    end = time.monotonic() + REPEAT_FOR_S
+    while time.monotonic() < end:
+        ticker.tick()
+        time.sleep(POLL_INTERVAL_S)
+
+    # ... it is sent again, ever less often (up to the cap): not once per lease (20 times).
+    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(sent_at)]
+    assert 4 <= len(sent_at) <= 8, gaps_ms
+    assert all(gap >= LEASE_MS * 0.9 for gap in gaps_ms), gaps_ms
+    assert gaps_ms[2] >= 3.5 * LEASE_MS, gaps_ms
+    assert deps.store.client.hget("ingest:{hospital-a}:stats", "rehanded") == str(len(sent_at) - 1)
     deps.store.client.close()
