@@ -66,11 +66,12 @@ def _build_parser() -> argparse.ArgumentParser:
     # Its options are declared by bench.cli, imported only when this subcommand runs.
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `bench --help`")
 
-    from worker import dlq_cli, publish_cli, status_cli
+    from worker import dlq_cli, parked_cli, publish_cli, status_cli
 
     publish_cli.add_commands(commands)
     status_cli.add_commands(commands)
     dlq_cli.add_commands(commands)
+    parked_cli.add_commands(commands)
     return parser
 
 

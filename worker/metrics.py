@@ -59,7 +59,8 @@ _SOURCE: Final = ("source",)
 _CATALOGUE: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     # The scaling signal first: a reader that stops at the first match finds it at once.
     "backlog": (
-        "Work left: events buffered and in flight, plus polls due now; 0 when all work is done. "
+        "Work left: events buffered, in flight, parked or blocked behind a slow bundle, plus polls "
+        "due now; 0 when all work is done. "
         "The autoscaling signal.",
         (),
     ),
@@ -71,12 +72,14 @@ _CATALOGUE: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "source_backlog": ("The backlog of one source.", _SOURCE),
     "buffered_events": ("Events buffered, waiting for their group's flush.", _SOURCE),
     "in_flight_events": (
-        "Events in bundles sent or being sent (STALE and parked included).",
+        "Events in bundles planned, sent or being sent (STALE included, parked not).",
         _SOURCE,
     ),
     "due_polls": ("Registry task polls due now.", _SOURCE),
     "stale_tasks": ("Registry tasks PENDING past the poll deadline (still polled).", _SOURCE),
-    "parked_bundles": ("Bundles waiting for the failure handling.", _SOURCE),
+    "parked_bundles": ("Bundles parked for an operator (clinia-ingest parked).", _SOURCE),
+    "parked_events": ("Events of parked bundles.", _SOURCE),
+    "blocked_events": ("Events waiting behind a STALE or parked bundle.", _SOURCE),
     "bundles_in_flight": ("Bundle records not yet recorded.", _SOURCE),
     "source_paused": (
         "1 while the source is paused for this kind of Registry answer.",
@@ -92,6 +95,8 @@ _PER_SOURCE: Final = (
     ("due_polls", "due_polls"),
     ("stale_tasks", "stale"),
     ("parked_bundles", "parked"),
+    ("parked_events", "parked_events"),
+    ("blocked_events", "blocked"),
     ("bundles_in_flight", "bundles"),
 )
 """Per-source metrics read straight from `SourceBacklog` attributes."""

@@ -1,6 +1,7 @@
 """Which Registry answers pause a whole source, for how long, and what a pause holds back.
 
-A configuration error (401, 403, connection refused, a bad base URL) is no fault of the data: it
+A configuration error (401, 403, connection refused, a bad base URL, a 404 on a write route) is no
+fault of the data: it
 pauses submission for the source, with backoff, and dead-letters nothing (DESIGN invariant 7).
 A 429 or 503 pauses every worker of the source until the server's `Retry-After` (invariant 10).
 Pure decisions only: the pause lives in Redis (`worker/store/pauses.py`), the flow applies it.
@@ -9,6 +10,7 @@ Pure decisions only: the pause lives in Redis (`worker/store/pauses.py`), the fl
 |-------------------------------------|---------------|-----------------------|-------------|
 | 401, 403 (`AuthError`)              | `auth`        | backoff               | no          |
 | `TransportError` (refused, bad URL) | `unreachable` | backoff               | yes         |
+| 404 on a write route (`NotFoundError`) | `config`   | backoff               | yes         |
 | 429, 503 with `Retry-After`         | `throttled`   | `Retry-After`, capped | yes         |
 | 429, 503 without it                 | `throttled`   | backoff               | yes         |
 | anything else                       | no pause      |                       |             |
@@ -23,7 +25,7 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-from api_client import AuthError, RateLimitedError, TransportError
+from api_client import AuthError, NotFoundError, RateLimitedError, TransportError
 
 __all__ = ["PauseDecision", "PauseKind", "PausePolicy", "backoff_ms", "decide_pause"]
 
@@ -37,6 +39,9 @@ class PauseKind(Enum):
     """The Registry cannot be reached (connection refused, bad base URL)."""
     THROTTLED = "throttled"
     """The Registry asked to slow down (429, 503)."""
+    CONFIG = "config"
+    """The Registry does not serve the write route (404): a base URL with a wrong path, or a
+    source it does not know. Submissions wait; polls go on (a poll's own 404 is only retried)."""
 
     @property
     def stops_polls(self) -> bool:
@@ -89,7 +94,12 @@ def _reason(error: BaseException) -> str:
 
 
 def decide_pause(
-    error: BaseException, *, strikes: int, policy: PausePolicy, rng: random.Random
+    error: BaseException,
+    *,
+    strikes: int,
+    policy: PausePolicy,
+    rng: random.Random,
+    write: bool = False,
 ) -> PauseDecision | None:
     """Whether this failed request pauses its source, and for how long (the table above).
 
@@ -98,12 +108,16 @@ def decide_pause(
         strikes: pauses of the source since the Registry last accepted one of its submissions.
         policy: base and cap of the backoff; the cap also bounds a `Retry-After`.
         rng: the jitter source.
+        write: the request was a write (a bundle or a bulk request): a 404 then means the route
+            is wrong, not that an entity is missing, as it does for a read.
     """
     if isinstance(error, AuthError):
         return PauseDecision(PauseKind.AUTH, _reason(error), backoff_ms(policy, strikes, rng))
     if isinstance(error, TransportError):
         duration = backoff_ms(policy, strikes, rng)
         return PauseDecision(PauseKind.UNREACHABLE, _reason(error), duration)
+    if write and isinstance(error, NotFoundError):
+        return PauseDecision(PauseKind.CONFIG, _reason(error), backoff_ms(policy, strikes, rng))
     if isinstance(error, RateLimitedError):
         hint = error.retry_after_s
         if hint is None:

@@ -132,21 +132,29 @@ def event_status(target: Deps | Store, event_id: str, *, source: str | None = No
 @dataclass(frozen=True)
 class SourceBacklog:
     """One source's work left: events buffered and in flight, polls due, tasks STALE, bundles
-    parked for the failure handling (their events count as in flight)."""
+    parked for an operator and their events, and the events blocked behind a slow (STALE or
+    parked) bundle."""
 
     buffered: int = 0
     in_flight: int = 0
+    """Events in bundles planned, sent or being sent; parked ones excluded."""
     due_polls: int = 0
     stale: int = 0
     parked: int = 0
     bundles: int = 0
     paused: Pause | None = None
     """The source's pause while it holds (submissions wait for its end), else None."""
+    parked_events: int = 0
+    """Events of parked bundles: they wait for `clinia-ingest parked retry | abandon`."""
+    blocked: int = 0
+    """Events out of the ready log that wait behind a STALE or parked bundle."""
 
     @property
     def total(self) -> int:
-        """buffered + in flight + due polls: 0 when nothing is left to do."""
-        return self.buffered + self.in_flight + self.due_polls
+        """buffered + in flight + parked events + blocked events + due polls: 0 when nothing is
+        left to do."""
+        waiting = self.parked_events + self.blocked
+        return self.buffered + self.in_flight + waiting + self.due_polls
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -157,6 +165,8 @@ class SourceBacklog:
             "duePolls": self.due_polls,
             "stale": self.stale,
             "parked": self.parked,
+            "parkedEvents": self.parked_events,
+            "blocked": self.blocked,
             "bundles": self.bundles,
             "paused": _pause_dict(self.paused),
         }
@@ -195,8 +205,18 @@ class Backlog:
 
     @property
     def parked(self) -> int:
-        """Bundles waiting for the failure handling, all sources."""
+        """Bundles parked for an operator, all sources."""
         return sum(s.parked for s in self.sources.values())
+
+    @property
+    def parked_events(self) -> int:
+        """Events of parked bundles, all sources."""
+        return sum(s.parked_events for s in self.sources.values())
+
+    @property
+    def blocked(self) -> int:
+        """Events waiting behind a STALE or parked bundle, all sources."""
+        return sum(s.blocked for s in self.sources.values())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -207,6 +227,8 @@ class Backlog:
             "duePolls": self.due_polls,
             "stale": self.stale,
             "parked": self.parked,
+            "parkedEvents": self.parked_events,
+            "blocked": self.blocked,
             "sources": {name: s.to_dict() for name, s in sorted(self.sources.items())},
         }
 
@@ -232,6 +254,8 @@ def backlog(target: Deps | Store) -> Backlog:
                 due_polls=c.due_polls,
                 stale=c.stale,
                 parked=c.parked,
+                parked_events=c.parked_events,
+                blocked=c.blocked,
                 bundles=c.bundles,
                 paused=p if (p := pauses.get(source)) is not None and p.active(now) else None,
             )

@@ -70,8 +70,11 @@ def hold_until_ms(deps: Deps, gate: GateAnswer) -> int:
     return min(gate.until_ms, deps.now_ms() + deps.settings.pause_base_ms)
 
 
-def pause_source(deps: Deps, source: str, error: RegistryError) -> Pause | None:
-    """Pause the source if this error calls for it (`worker.pauses`), and say so loudly."""
+def pause_source(
+    deps: Deps, source: str, error: RegistryError, *, write: bool = False
+) -> Pause | None:
+    """Pause the source if this error calls for it (`worker.pauses`; `write`: the request was a
+    submission), and say so loudly."""
     store = _pauses(deps)
     current = store.get(source)
     settings = deps.settings
@@ -80,6 +83,7 @@ def pause_source(deps: Deps, source: str, error: RegistryError) -> Pause | None:
         strikes=0 if current is None else current.strikes,
         policy=PausePolicy(settings.pause_base_ms, settings.pause_cap_ms),
         rng=deps.rng,
+        write=write,
     )
     if decision is None:
         return None

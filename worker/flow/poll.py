@@ -28,7 +28,7 @@ from worker.flow.deps import Deps
 from worker.flow.pausing import pause_source, poll_gate, resume_source
 from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
 from worker.flow.recover import keep_claim, load_or_park
-from worker.flow.submit import nudge_ready, record_answer, record_resolution
+from worker.flow.submit import Step, nudge_ready, record_answer, record_resolution
 from worker.pauses import PauseKind
 from worker.store.records import ClaimedRecord
 
@@ -121,7 +121,11 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
         claimed_bundle = load_or_park(deps, source, record, result)
         if claimed_bundle is None:
             continue
-        record_answer(deps, source, claimed_bundle, state, result)
+        step = record_answer(deps, source, claimed_bundle, state, result, polled=True)
+        if step is Step.UNKNOWN:  # receipts that did not match, and the read-back failed
+            item = _repoll(deps, record, str(state.status), "read-back failed")
+            if not _write_repoll(deps, source, item):
+                result.lost_claim += 1
     nudge_ready(deps, source, result.ready)
     return result
 

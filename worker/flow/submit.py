@@ -11,12 +11,20 @@ leaves a record that says "maybe applied". Then, by what the client answered:
   backoff); the whole source is paused as well (`flow/pausing.py`). While a pause holds, a
   submission is not sent but held (back to `planned`, due when the pause ends); the first one
   after it is the probe, and an answer from the Registry ends the pause.
+- 404 on the write route (`NotFoundError`): a configuration error (a base URL with a wrong
+  path, a source the Registry does not know); released and the source paused, like a 401.
 - `OutcomeUnknownError`, `ContractError`, anything unexpected: maybe applied; stays `sending`,
   locks held, and is resolved by reading the entities back (`flow/readback.py`), first after
   `readback_interval_ms`.
 - 400 or 413 without receipts (refused as a whole, naming no operation): bisected at once
   (`flow/isolation.py`), every half's outcomes recorded once on this record.
-- another `APIError` (404, 409, 501 without receipts): stays `sending`, parked.
+- another `APIError` without receipts (409, 501), receipts that do not match what was sent, or
+  an ACCEPTED answer with an unusable task id: nothing tells what was applied, so the entities
+  are read back as for an outcome unknown (`_read_back_unsure`). Only when an event of the bundle
+  was already sent again after a read-back (the same trouble twice) is the bundle parked, for an
+  operator (`clinia-ingest parked retry | abandon`).
+- a plan that fails its check before sending: parked (nothing was sent; `parked retry` plans its
+  events again).
 
 A bulk request is sent the same way through the bulk endpoint of its kind: its `bk_` task is
 polled on the bulk status route (the record keeps the issuer), and a legacy `BulkRejected` answer
@@ -36,6 +44,7 @@ import structlog
 from api_client import (
     APIError,
     AuthError,
+    NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
     RegistryError,
@@ -56,10 +65,10 @@ from worker.domain.receipts import ReceiptMismatchError
 from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
-from worker.flow.layout import Sendable
+from worker.flow.layout import Sendable, sendable_event_ids
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
 from worker.flow.planning import plan_events
-from worker.flow.readback import told_apart
+from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
 from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.store.pauses import GateAnswer
@@ -148,11 +157,15 @@ def record_answer(
     claimed: Claimed,
     answer: BundleReceipts | TaskState | BulkRejected,
     counts: SubmitCounts,
+    *,
+    polled: bool = False,
 ) -> Step:
     """Interpret a terminal answer (the core) and record it once (record.lua, fenced).
 
     For events sent again after a read-back, a DELETE refused NOT_FOUND, or a CREATE refused
     ALREADY_EXISTS for an entity that matches, is read as applied (`readback.told_apart`).
+    Receipts that do not match what was sent are resolved by reading back (`_read_back_unsure`);
+    `polled`: the answer is a finished task's (the record is `sent`), so the read-back runs now.
     """
     try:
         applied, untold = told_apart(deps, source, claimed.plan, answer)
@@ -160,7 +173,8 @@ def record_answer(
             claimed.plan, answer, applied_anyway=applied, retry_anyway=untold
         )
     except (ReceiptMismatchError, ValueError) as exc:
-        return _park(deps, source, claimed, f"receipts do not match what was sent: {exc}", counts)
+        why = f"receipts do not match what was sent: {exc}"
+        return _read_back_unsure(deps, source, claimed, why, counts, finished=polled)
     status = str(answer.status) if answer.status is not None else "PERSISTED"
     return _record(deps, source, claimed, outcomes, status, counts)
 
@@ -233,6 +247,34 @@ def _park(deps: Deps, source: str, claimed: Claimed, why: str, counts: SubmitCou
     counts.parked += 1
     _log.warning("bundle.parked", source=source, bundle=claimed.bundle_id, reason=why[:200])
     return Step.PARKED
+
+
+def _read_back_unsure(
+    deps: Deps,
+    source: str,
+    claimed: Claimed,
+    why: str,
+    counts: SubmitCounts,
+    *,
+    finished: bool = False,
+) -> Step:
+    """An answer that tells nothing per operation, or nothing usable: the entities are read
+    back (applied: recorded; not applied: sent again, flagged). A bundle with an event already
+    sent again after a read-back is parked instead, so one trouble that repeats cannot loop.
+
+    `finished`: the request is a finished task's, so nothing more will apply: read back now,
+    under this claim (Step.UNKNOWN, nothing written, when the read itself failed: the caller
+    polls again). Else the record stays `sending` and recovery reads back later.
+    """
+    event_ids = list(sendable_event_ids(claimed.plan))
+    if deps.store.resent_events(source, event_ids):
+        return _park(deps, source, claimed, f"{why}; again after a read-back", counts)
+    if not finished:
+        return mark_unknown(deps, source, claimed, deps.settings.readback_interval_ms, why, counts)
+    decided = resolve_unknown(deps, source, claimed.plan, sending_at_ms=0, give_up=None)
+    if isinstance(decided, ReadAgain):
+        return Step.UNKNOWN
+    return record_resolution(deps, source, claimed, decided, counts)
 
 
 def record_resolution(
@@ -327,15 +369,16 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
         return Step.LOST
     try:
         answer = send(deps, source, claimed.plan)
-    except (RateLimitedError, AuthError, TransportError) as exc:
-        pause_source(deps, source, exc)
+    except (RateLimitedError, AuthError, TransportError, NotFoundError) as exc:
+        pause_source(deps, source, exc, write=True)
         return _release(deps, source, claimed, exc, counts)
     except APIError as exc:
         if gate.gate == "probe":
             resume_source(deps, source)
         if isinstance(claimed.plan, BundlePlan) and is_refused_whole(exc, claimed.plan):
             return _bisect(deps, source, claimed, claimed.plan, exc, counts)
-        return _park(deps, source, claimed, f"refused as a whole without receipts: {exc}", counts)
+        why = f"refused as a whole without receipts: {exc}"
+        return _read_back_unsure(deps, source, claimed, why, counts)
     except RegistryError as exc:
         if isinstance(exc, OutcomeUnknownError) and isinstance(claimed.plan, BundlePlan):
             why = f"outcome unknown ({type(exc).__name__})"
@@ -383,7 +426,8 @@ def _accepted(
     try:
         ref = TaskRef.from_submission(source, answer.task_id, issued_by=issuer)
     except ValueError as exc:
-        return _park(deps, source, claimed, f"unusable task id in ACCEPTED: {exc}", counts)
+        why = f"unusable task id in ACCEPTED: {exc}"
+        return _read_back_unsure(deps, source, claimed, why, counts)
     done = deps.store.mark_sent(
         source,
         claimed.bundle_id,

@@ -158,15 +158,20 @@ class StoreReads(StoreBase):
         pipe = self.client.pipeline(transaction=False)
         for source in sources:
             names = keys.SourceKeys(source)
-            pipe.hmget(names.stats, "buffered", "inflight", "bundles", "stale", "parked")
+            pipe.hmget(
+                names.stats, "buffered", "inflight", "bundles", "stale", "parked", "pev", "blocked"
+            )
             pipe.zcount(names.polls, "-inf", now_ms)
         answers = pipe.execute()
         counters = {}
         for index, source in enumerate(sources):
-            buffered, inflight, bundles, stale, parked = answers[2 * index]
+            buffered, inflight, bundles, stale, parked, pev, blocked = answers[2 * index]
+            parked_events = max(0, to_int(pev))  # a bundle parked before pev was kept: 0
             counters[source] = SourceCounters(
                 buffered=to_int(buffered),
-                in_flight=to_int(inflight),
+                in_flight=max(0, to_int(inflight) - parked_events),
+                parked_events=parked_events,
+                blocked=max(0, to_int(blocked)),
                 bundles=to_int(bundles),
                 stale=to_int(stale),
                 parked=to_int(parked),

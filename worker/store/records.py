@@ -198,3 +198,7 @@ class SourceCounters:
     stale: int = 0
     parked: int = 0
     due_polls: int = 0
+    parked_events: int = 0
+    """Events of parked bundles (not counted in `in_flight`)."""
+    blocked: int = 0
+    """Events out of the ready log, waiting behind a slow (STALE or parked) bundle."""

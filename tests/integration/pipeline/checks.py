@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from emulator.registry import Registry
 from worker.domain.events import ChangeEvent, Target
-from worker.pipeline import Deps
-from worker.results import EventStatus, event_status
+from worker.pipeline import Deps, run_due
+from worker.results import EventStatus, backlog, event_status
 
+from .conftest import Harness
 from .oracle import OracleRun, one_by_one, writes_by_entity
 
 FINAL = ("applied", "coalesced", "dead_lettered")
@@ -50,3 +52,12 @@ def check_against_oracle(
     applied = sum(1 for s in statuses.values() if s.status == "applied")
     assert len(writes) == applied + oracle.cascades
     return oracle, statuses
+
+
+def run_until(harness: Harness, condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    """Run `run_due` until `condition` holds; fails past the deadline with the backlog."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, backlog(harness.deps).to_dict()
+        if run_due(harness.deps).idle:
+            time.sleep(0.005)  # nothing due yet; the deadline bounds the loop

@@ -4,7 +4,6 @@ a refused key pauses without dead-lettering anything, and both resume by themsel
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from worker.results import backlog, event_status
 from worker.store.keys import SourceKeys
 from worker.store.pauses import Pause, PauseStore
 
-from .checks import check_against_oracle
+from .checks import check_against_oracle, run_until
 from .conftest import KEY, SOURCE, Harness, HarnessFactory
 
 pytestmark = pytest.mark.integration
@@ -34,14 +33,6 @@ def bundle_statuses(harness: Harness) -> list[int]:
 
 def pause_of(harness: Harness) -> Pause | None:
     return PauseStore(harness.deps.store.client).get(SOURCE)
-
-
-def run_until(harness: Harness, condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, backlog(harness.deps).to_dict()
-        if run_due(harness.deps).idle:
-            time.sleep(0.005)  # nothing due yet; the deadline bounds the loop
 
 
 def set_accepted_key(harness: Harness, key: str) -> None:

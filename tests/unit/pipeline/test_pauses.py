@@ -9,6 +9,7 @@ import pytest
 from api_client import (
     AlreadyExistsError,
     InvalidRequestError,
+    NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
     ServiceUnavailableError,
@@ -48,6 +49,18 @@ def test_decide_pause_kind_by_error(error, kind):
 )
 def test_decide_pause_data_errors_do_not_pause(error):
     assert decide(error) is None
+
+
+def test_decide_pause_404_on_a_write_route_is_a_configuration_pause():
+    error = NotFoundError("no such route", status=404)
+
+    on_write = decide_pause(error, strikes=1, policy=POLICY, rng=random.Random(1), write=True)
+
+    assert on_write is not None
+    assert on_write.kind is PauseKind.CONFIG
+    assert on_write.reason == "NotFoundError 404"
+    assert 100 <= on_write.duration_ms <= 200  # the backoff, as for a refused key
+    assert decide(error) is None  # a read's 404 is an entity that is not there
 
 
 def test_decide_pause_only_auth_stops_polls():

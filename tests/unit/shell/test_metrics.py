@@ -45,7 +45,7 @@ def _seed(store: Store) -> None:
     client.sadd(keys.SOURCES, "hospital-a", "lab-b")
     a = keys.SourceKeys("hospital-a")
     client.hset(a.stats, mapping={"buffered": 7, "inflight": 5, "bundles": 2, "stale": 1})
-    client.hset(a.stats, "parked", 1)
+    client.hset(a.stats, mapping={"parked": 1, "pev": 2, "blocked": 3})
     client.zadd(a.polls, {"b-1": now - 1000, "b-2": now - 10, "b-3": now + HOUR_MS})
     client.xadd(a.dlq, {"stage": "record", "eventId": "e-1"})
     client.xadd(a.dlq, {"stage": "record", "eventId": "e-2"})
@@ -80,10 +80,11 @@ def test_backlog_gauge_is_exactly_the_autoscaling_signal(store: Store) -> None:
 
     body = _scrape(store)
 
-    # buffered + in flight + due polls: (7 + 5 + 2) for hospital-a, (3 + 0 + 0) for lab-b
-    assert _value(body, BACKLOG_METRIC) == 17
+    # buffered + in flight + parked + blocked + due polls: (7 + 3 + 2 + 3 + 2) for hospital-a,
+    # (3 + 0 + 0 + 0 + 0) for lab-b
+    assert _value(body, BACKLOG_METRIC) == 20
     assert _value(body, BACKLOG_METRIC) == backlog(store).total
-    assert _value(body, "clinia_ingest_source_backlog", source="hospital-a") == 14
+    assert _value(body, "clinia_ingest_source_backlog", source="hospital-a") == 17
     assert _value(body, "clinia_ingest_source_backlog", source="lab-b") == 3
 
 
@@ -94,10 +95,12 @@ def test_per_source_counters_carry_their_stored_values(store: Store) -> None:
 
     expected = {
         "clinia_ingest_buffered_events": (7, 3),
-        "clinia_ingest_in_flight_events": (5, 0),
+        "clinia_ingest_in_flight_events": (3, 0),  # the parked bundle's 2 events apart
         "clinia_ingest_due_polls": (2, 0),  # the poll due in an hour is not counted
         "clinia_ingest_stale_tasks": (1, 0),
         "clinia_ingest_parked_bundles": (1, 0),
+        "clinia_ingest_parked_events": (2, 0),
+        "clinia_ingest_blocked_events": (3, 0),
         "clinia_ingest_bundles_in_flight": (2, 0),
     }
     for name, (hospital, lab) in expected.items():
@@ -128,7 +131,7 @@ def test_pauses_show_one_stable_series_per_kind(store: Store) -> None:
     assert paused == {
         (("kind", kind), ("source", source)): float(source == "lab-b" and kind == "throttled")
         for source in ("hospital-a", "lab-b")
-        for kind in ("auth", "unreachable", "throttled")
+        for kind in ("auth", "unreachable", "throttled", "config")
     }
 
 
@@ -172,7 +175,7 @@ def test_backlog_comes_first_and_no_other_name_starts_with_it(store: Store) -> N
 
     lines = [line for line in _scrape(store).splitlines() if line and not line.startswith("#")]
 
-    assert lines[0] == f"{BACKLOG_METRIC} 17.0"
+    assert lines[0] == f"{BACKLOG_METRIC} 20.0"
     assert [line for line in lines if line.startswith(BACKLOG_METRIC)] == [lines[0]]
 
 
@@ -194,7 +197,7 @@ def test_a_name_filter_serves_the_backlog_alone(store: Store) -> None:
     body = generate_latest(registry.restricted_registry([BACKLOG_METRIC])).decode()
 
     assert [name for name, _ in _samples(body)] == [BACKLOG_METRIC]
-    assert _value(body, BACKLOG_METRIC) == 17
+    assert _value(body, BACKLOG_METRIC) == 20
 
 
 def test_an_empty_store_reads_zero_with_redis_up_and_no_ticker(store: Store) -> None:
@@ -238,7 +241,7 @@ def test_the_collector_recovers_when_redis_comes_back(
     body = generate_latest(registry).decode()
 
     assert _value(body, "clinia_ingest_redis_up") == 1
-    assert _value(body, BACKLOG_METRIC) == 17
+    assert _value(body, BACKLOG_METRIC) == 20
 
 
 def test_worker_metrics_imports_neither_celery_nor_httpx() -> None:

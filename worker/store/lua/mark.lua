@@ -8,7 +8,8 @@
 --          'unknown'  sending stays sending (outcome unknown): claim dropped, {err} kept, read
 --                     back at {at} (the claims schedule brings it to recovery again)
 --          'park'     keep the state, leave the schedules: for the failure handling {err}; a
---                     slow holder from now on (`become_slow` in _lib.lua)
+--                     slow holder from now on (`become_slow` in _lib.lua); its events counted
+--                     in stats `pev` (record.lua takes them off)
 --          'renew'    extend the claim by claim_ttl
 --          'repoll'   sent: next poll at {at}, {stale} once past the deadline (a slow holder from
 --                     then on), last {status}
@@ -55,6 +56,7 @@ local function apply(item)
     redis.call('ZREM', P .. 'polls', item.id)
     if redis.call('ZADD', P .. 'parked', now, item.id) == 1 then
       redis.call('HINCRBY', P .. 'stats', 'parked', 1)
+      redis.call('HINCRBY', P .. 'stats', 'pev', #decoded(redis.call('HGET', key, 'ev')))
     end
     become_slow(item.id, now)
   elseif op == 'renew' then

@@ -117,7 +117,10 @@ if h[9] == '1' then unblock(id, x_keys, s_keys, now) end
 redis.call('EXPIRE', key, cfg.ttl)
 redis.call('ZREM', P .. 'claims', id)
 redis.call('ZREM', P .. 'polls', id)
-if redis.call('ZREM', P .. 'parked', id) == 1 then redis.call('HINCRBY', P .. 'stats', 'parked', -1) end
+if redis.call('ZREM', P .. 'parked', id) == 1 then
+  redis.call('HINCRBY', P .. 'stats', 'parked', -1)
+  redis.call('HINCRBY', P .. 'stats', 'pev', -#decoded(h[7]))
+end
 if h[5] == '1' then redis.call('HINCRBY', P .. 'stats', 'stale', -1) end
 redis.call('HINCRBY', P .. 'stats', 'bundles', -1)
 if task then
