@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.flow.layout import Sendable
 
 
 @dataclass
@@ -44,6 +47,8 @@ class SubmitCounts(_Counts):
     """Events sent again (CANCELLED, UNMERGED, RETRY), planned again where they were."""
     ready: list[str] = field(default_factory=list)
     """Bundles that may be sent now: they waited for one recorded here, or replace it."""
+    replanned: dict[str, Sendable] = field(default_factory=dict)
+    """The bundles that replace one recorded here, as planned (sent by the caller when ready)."""
 
 
 @dataclass

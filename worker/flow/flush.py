@@ -26,10 +26,10 @@ import structlog
 
 from worker.flow.counts import FlushResult
 from worker.flow.deps import Deps
-from worker.flow.layout import Sendable, sendable_event_ids
+from worker.flow.layout import Sendable
 from worker.flow.planning import plan_round
-from worker.flow.recover import load_or_park
-from worker.flow.submit import Claimed, nudge_ready, submit_claimed
+from worker.flow.recover import send_in_order
+from worker.flow.submit import Claimed
 
 __all__ = ["flush"]
 
@@ -91,46 +91,7 @@ def flush(deps: Deps, source: str, groups: Sequence[str] = ()) -> FlushResult:
             waiting[p.commit.bundle_id] = p.plan
         elif fence:
             own.append(Claimed(p.commit.bundle_id, fence, p.plan, validated=True))
-    _send_own(deps, source, own, waiting, result)
+    send_in_order(deps, source, own, waiting, result)
     if result.bundles_reserved or result.events_held:
         _log.debug("flush.done", source=source, **result.to_dict())
     return result
-
-
-def _send_own(
-    deps: Deps,
-    source: str,
-    own: deque[Claimed],
-    waiting: dict[str, Sendable],
-    result: FlushResult,
-) -> None:
-    """Send this round's ready bundles, and those of its waiting ones that become ready, in
-    order; renew the claims of those still waiting their turn every third of the claim TTL."""
-    renew_every = deps.settings.claim_ttl_ms // 3
-    last_renewal = deps.now_ms()
-    while own:
-        now = deps.now_ms()
-        if now - last_renewal >= renew_every:
-            deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], now)
-            last_renewal = now
-        claimed = own.popleft()
-        seen = len(result.ready)
-        submit_claimed(deps, source, claimed, result)
-        became_ready = result.ready[seen:]
-        mine = [b for b in became_ready if b in waiting]
-        others = [b for b in became_ready if b not in waiting]
-        if others:
-            nudge_ready(deps, source, others)
-        if not mine:
-            continue
-        for record in deps.store.claim(source, mine, deps.now_ms(), "recover"):
-            if record.code != "ok" or record.fence is None:
-                continue
-            plan = waiting.pop(record.bundle_id)
-            if record.event_ids == sendable_event_ids(plan):
-                own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))
-                continue
-            # trimmed while it waited (what it followed sent events back): rebuilt from its record
-            rebuilt = load_or_park(deps, source, record, result)
-            if rebuilt is not None:
-                own.append(rebuilt)

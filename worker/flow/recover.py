@@ -19,6 +19,7 @@ round is claimed just before it is worked on (`flow/claims.py`), and one whose e
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import structlog
@@ -26,7 +27,7 @@ import structlog
 from worker.flow.claims import claim_one
 from worker.flow.counts import RecoverResult, SubmitCounts
 from worker.flow.deps import Deps
-from worker.flow.layout import LayoutError, rebuild_bundle
+from worker.flow.layout import LayoutError, Sendable, rebuild_bundle, sendable_event_ids
 from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
 from worker.flow.submit import (
     Claimed,
@@ -35,29 +36,32 @@ from worker.flow.submit import (
     record_resolution,
     submit_claimed,
 )
-from worker.store.codec import event_from_json
+from worker.store.codec import event_from_mapping
 from worker.store.records import ClaimedRecord
 
-__all__ = ["keep_claim", "load_claimed", "load_or_park", "recover"]
+__all__ = ["keep_claim", "load_claimed", "load_or_park", "recover", "send_in_order"]
 
 _log = structlog.get_logger("worker.pipeline")
 
 
 def load_claimed(deps: Deps, source: str, record: ClaimedRecord) -> Claimed:
-    """The claimed bundle rebuilt from its stored layout and its events' stored bodies.
+    """The claimed bundle rebuilt from its stored layout and its events as stored (their data
+    never decoded). A layout written by a checked plan is not checked again; one a trim
+    rewrote is, before sending.
 
     Raises:
         LayoutError: an event body is missing or the layout cannot be read.
     """
     if record.fence is None:
         raise LayoutError("the record is not claimed")
-    bodies = deps.store.event_bodies(source, record.event_ids)
+    stored = deps.store.read_events(source, record.event_ids)
     try:
-        events = {eid: event_from_json(body) for eid, body in bodies.items()}
+        events = {e.event_id: event_from_mapping(e.body, e.content) for e in stored}
     except ValueError as exc:
         raise LayoutError(str(exc)) from None
     plan = rebuild_bundle(record.layout, events)
-    return Claimed(record.bundle_id, record.fence, plan, record.attempts)
+    checked = not record.trimmed
+    return Claimed(record.bundle_id, record.fence, plan, record.attempts, validated=checked)
 
 
 def keep_claim(deps: Deps, source: str, claimed: Claimed) -> None:
@@ -124,6 +128,51 @@ def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult
             record_resolution(deps, source, claimed, give_up_all(claimed.plan, give_up), result)
             continue
         result.resubmitted += 1
-        submit_claimed(deps, source, claimed, result)
+        send_in_order(deps, source, deque([claimed]), {}, result)
     nudge_ready(deps, source, result.ready)
     return result
+
+
+def send_in_order(
+    deps: Deps,
+    source: str,
+    own: deque[Claimed],
+    waiting: dict[str, Sendable],
+    counts: SubmitCounts,
+) -> None:
+    """Send these claimed bundles one after another, then those of `waiting` (bundles planned
+    here, kept in memory) that become ready meanwhile, and the bundles that take the place of a
+    recorded one (its events sent again, planned again here); renew the claims of those still
+    waiting their turn every third of the claim TTL. Other bundles that become ready are nudged
+    to any worker (and left out of `counts.ready`)."""
+    renew_every = deps.settings.claim_ttl_ms // 3
+    last_renewal = deps.now_ms()
+    while own:
+        now = deps.now_ms()
+        if now - last_renewal >= renew_every:
+            deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], now)
+            last_renewal = now
+        claimed = own.popleft()
+        seen = len(counts.ready)
+        submit_claimed(deps, source, claimed, counts)
+        waiting.update(counts.replanned)
+        counts.replanned.clear()
+        became_ready = counts.ready[seen:]
+        del counts.ready[seen:]
+        mine = [b for b in became_ready if b in waiting]
+        others = [b for b in became_ready if b not in waiting]
+        if others:
+            nudge_ready(deps, source, others)
+        if not mine:
+            continue
+        for record in deps.store.claim(source, mine, deps.now_ms(), "recover"):
+            if record.code != "ok" or record.fence is None:
+                continue
+            plan = waiting.pop(record.bundle_id)
+            if record.event_ids == sendable_event_ids(plan):
+                own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))
+                continue
+            # trimmed while it waited (what it followed sent events back): rebuilt from its record
+            rebuilt = load_or_park(deps, source, record, counts)
+            if rebuilt is not None:
+                own.append(rebuilt)

@@ -67,12 +67,12 @@ from worker.flow.deps import Deps
 from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
 from worker.flow.layout import Sendable, sendable_event_ids
 from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
-from worker.flow.planning import plan_events
+from worker.flow.planning import PlannedBundle, plan_events
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
 from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.store.pauses import GateAnswer
-from worker.store.records import BundleToCommit, EventOutcomeRecord
+from worker.store.records import EventOutcomeRecord
 
 __all__ = [
     "Claimed",
@@ -191,6 +191,7 @@ def _record(
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
     events sent again are planned again here, in the bundle's place."""
     outcomes = cap_cancelled(deps, source, outcomes)
+    replan = _replan(deps, source, claimed.plan, outcomes)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -198,7 +199,7 @@ def _record(
         outcome_records(outcomes, resent),
         status=status,
         now_ms=deps.now_ms(),
-        replan=_replan(deps, source, claimed.plan, outcomes),
+        replan=[p.commit for p in replan],
     )
     if not result.done:
         counts.lost_claim += 1
@@ -209,10 +210,11 @@ def _record(
     counts.events_rebuffered += result.rebuffered
     counts.events_replanned += result.replanned
     counts.ready.extend(result.ready)
+    counts.replanned.update((p.commit.bundle_id, p.plan) for p in replan)
     return Step.REPLAN if result.rebuffered or result.replanned else Step.FINAL
 
 
-def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list[BundleToCommit]:
+def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
     on their entities give its operations back, and those the next ones (docs/pipeline.md)."""
@@ -222,13 +224,13 @@ def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list
     unmerged = outcomes.no_merge
     events = [
         replace(event, no_merge=True) if event.event_id in unmerged else event
-        for event in deps.store.events_to_replan(source, back)
+        for event in deps.store.read_events(source, back)
     ]
     bulk = isinstance(plan, BulkRequestPlan)
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
     planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
-    return [p.commit for p in planned]
+    return planned
 
 
 def nudge_ready(deps: Deps, source: str, bundle_ids: Sequence[str]) -> None:

@@ -83,9 +83,10 @@ class StoreReads(StoreBase):
             if head is not None
         }
 
-    def events_to_replan(self, source: str, event_ids: Sequence[str]) -> list[ReadEvent]:
-        """These events as planning reads them, in seq order (missing ones left out): the events
-        a record sends back, planned again by the recorder. One round trip."""
+    def read_events(self, source: str, event_ids: Sequence[str]) -> list[ReadEvent]:
+        """These events as a planning round reads them (data left as stored JSON), in seq order,
+        missing ones left out: to plan again what a record sends again, or to rebuild a bundle
+        from its layout. One round trip."""
         names = keys.SourceKeys(source)
         pipe = self.client.pipeline(transaction=False)
         for event_id in event_ids:

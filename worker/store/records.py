@@ -150,6 +150,8 @@ class ClaimedRecord:
     """When the record last went `sending` (ms), 0 if never."""
     recoveries: int = 0
     """Times in a row a claimant of this record (in the claim's mode) was found gone."""
+    trimmed: bool = False
+    """Its layout was rewritten by a trim (not by a checked plan): checked before sending."""
 
 
 @dataclass(frozen=True)

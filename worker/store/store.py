@@ -33,7 +33,7 @@ from worker.store.sizing import StoreSizing, decode_sizing
 
 __all__ = ["EvictionPolicyError", "InvalidEntry", "Store"]
 
-_CLAIM_ROW: Final = 14
+_CLAIM_ROW: Final = 15
 
 
 class Store(StorePublish, StoreReads, StoreSizing):
@@ -176,6 +176,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
                     attempts=to_int(row[11]),
                     sending_at=to_int(row[12]),
                     recoveries=to_int(row[13]),
+                    trimmed=row[14] == "1",
                 )
             )
         return claimed

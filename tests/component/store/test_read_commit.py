@@ -531,6 +531,89 @@ def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_on
     ]
     assert set(client.hgetall(names.prefix + SENT_BACK_KEYS)) == {P1}
     assert client.get(names.prefix + SENT_BACK_EPOCH) == "1"
+    # a layout a trim rewrote is checked again before it is sent
+    claims = store.claim(SOURCE, ["B2", "B3"], NOW + 10, "recover")
+    assert [(c.code, c.trimmed) for c in claims] == [("ok", True), ("ok", False)]
+
+
+def test_events_sent_again_are_planned_in_the_recorded_bundles_place_ahead_of_its_followers(
+    store, client, names
+):
+    # Given B1 writes p1 and p2; B2 (p1, p3) and B3 (p2) wait for it; B4 (p3) waits for B2
+    put(store, resource(eid="a"), resource(id_="p2", eid="c"))
+    commit_bundles(store, [bundle("B1", "a", "c", writes=[P1, P2])])
+    put(store, resource(eid="b"), resource(id_="p3", eid="e"), resource(id_="p2", eid="d"))
+    put(store, resource(id_="p3", eid="f"))
+    commit_bundles(
+        store,
+        [
+            bundle("B2", "b", "e", writes=[P1, P3]),
+            bundle("B3", "d", writes=[P2]),
+            bundle("B4", "f", writes=[P3], after=["B2"]),
+        ],
+        expect={"B2": "waiting", "B3": "waiting", "B4": "waiting"},
+    )
+
+    # When B1 applies `c` (p2) and sends `a` (p1) again, planned again as R1
+    result = store.record(
+        SOURCE,
+        "B1",
+        1,
+        [EventOutcomeRecord("a", "CANCELLED"), EventOutcomeRecord("c", "APPLIED")],
+        status="PERSISTED",
+        now_ms=NOW + 9,
+        replan=[replace(bundle("R1", "a", writes=[P1]), claim=False)],
+    )
+
+    # Then R1 takes B1's place: ready at once, B2 (p1) waits for it and keeps everything; B3
+    # (p2 only) is ready; nothing went back to the log and nothing was trimmed
+    assert (result.replanned, result.rebuffered, result.ready) == (1, 0, ("B3", "R1"))
+    assert client.zcard(names.ready) == 0
+    assert client.hmget(names.bundle("R1"), "st", "ev", "np") == ["planned", '["a"]', "0"]
+    assert client.hmget(names.event("a"), "st", "bd", "fate") == ["in_flight", "R1", "CANCELLED"]
+    assert client.hmget(names.bundle("B2"), "st", "np", "ev") == ["waiting", "1", '["b","e"]']
+    assert json.loads(client.hget(names.bundle("B2"), "pre")) == ["B1", "R1"]
+    assert client.smembers(names.dependents("R1")) == {"B2"}
+    assert client.hget(names.bundle("B3"), "st") == "planned"
+    # p1 stays B2's (a later writer, which follows R1); R1 sorts between B1 and B2
+    assert client.hgetall(names.hold_writer) == {P1: "B2", P2: "B3", P3: "B4"}
+    cseq = {b: float(client.hget(names.bundle(b), "cseq")) for b in ("B1", "R1", "B2")}
+    assert cseq["B1"] < cseq["R1"] < cseq["B2"]
+    assert client.hmget(names.stats, "requeued", "trimmed", "replanned", "inflight") == [
+        None,
+        None,
+        "1",
+        "5",
+    ]
+
+    # And when R1 is recorded, B2 is ready
+    claimed = store.claim(SOURCE, ["R1"], NOW + 10, "recover")[0]
+    assert (claimed.code, claimed.trimmed) == ("ok", False)
+    done = record(store, "R1", ("a", "APPLIED"), now=NOW + 11, fence=claimed.fence or 0)
+    assert done.ready == ("B2",)
+    assert client.hget(names.bundle("B2"), "st") == "planned"
+
+
+def test_a_replacement_holds_what_no_later_bundle_holds(store, client, names):
+    # Given B1 writes p1 and nothing follows it
+    put(store, resource(eid="a"), resource(eid="b"))
+    commit_bundles(store, [bundle("B1", "a", writes=[P1])], limit=1)
+
+    # When it sends `a` again, planned again as R1
+    store.record(
+        SOURCE,
+        "B1",
+        1,
+        [EventOutcomeRecord("a", "RETRY")],
+        status="PERSISTED",
+        now_ms=NOW + 5,
+        replan=[replace(bundle("R1", "a", writes=[P1]), claim=False)],
+    )
+
+    # Then R1 holds p1: the next round's `b` follows it
+    assert client.hgetall(names.hold_writer) == {P1: "R1"}
+    commit_bundles(store, [bundle("B2", "b", writes=[P1])], expect={"B2": "waiting"})
+    assert client.smembers(names.dependents("R1")) == {"B2"}
 
 
 def test_record_sending_a_resource_back_dissolves_a_waiting_link_that_references_it(

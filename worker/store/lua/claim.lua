@@ -2,8 +2,9 @@
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {now, claim_ttl (ms), mode: 'recover'|'poll', ids: [bundle ids], any_time?}
--- Returns  14 strings per id: code, id, fence, st, task, iss, sent, pn, stale, layout, ev, att,
---          sat (when it last went `sending`), rcv (claimants found gone in a row, this mode)
+-- Returns  15 strings per id: code, id, fence, st, task, iss, sent, pn, stale, layout, ev, att,
+--          sat (when it last went `sending`), rcv (claimants found gone in a row, this mode),
+--          trimmed ('1' when its layout was rewritten by a trim: checked again before sending)
 --          code: 'ok' (claimed: fence is the new token), 'busy' (another worker's claim is live),
 --          'gone' (no record, or recorded: schedule entries dropped), 'wait' (still waiting for
 --          its predecessors: its stray claims entry is dropped), 'early' (its entry in this
@@ -37,7 +38,7 @@ local early = 0
 local function emit(code, id, h, fence)
   local row = {code, id, tostring(fence or ''), h[1] or '', h[4] or '', h[5] or '', h[6] or '',
                h[7] or '', h[8] or '', h[9] or '', h[10] or '', h[11] or '', h[12] or '',
-               h[13] or ''}
+               h[13] or '', h[15] or ''}
   for _, v in ipairs(row) do out[#out + 1] = v end
 end
 
@@ -54,7 +55,7 @@ end
 for _, id in ipairs(as_list(cfg.ids)) do
   local key = P .. 'bd:' .. id
   local h = redis.call('HMGET', key, 'st', 'fence', 'cexp', 'task', 'iss', 'sent', 'pn', 'stale',
-                       'layout', 'ev', 'att', 'sat', counter, handed)
+                       'layout', 'ev', 'att', 'sat', counter, handed, 'trimmed')
   if not h[1] or h[1] == 'recorded' then
     redis.call('ZREM', P .. 'claims', id)
     redis.call('ZREM', P .. 'polls', id)
