@@ -490,10 +490,8 @@ def test_dependent_of_two_bundles_is_ready_once_both_are_recorded(store, client,
     assert (second.ready, client.hget(names.bundle("B3"), "st")) == (("B3",), "planned")
 
 
-def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_only(
-    store, client, names
-):
-    # Given B1 on p1 and p2; B2 (p1, p3) and B3 (p2) wait for it; B4 (p3) waits for B2
+def b1_and_its_followers(store: Store) -> None:
+    """B1 (`a` on p1, `c` on p2); B2 (p1, p3) and B3 (p2) wait for it; B4 (p3) waits for B2."""
     put(store, resource(eid="a"), resource(id_="p2", eid="c"))
     commit_bundles(store, [bundle("B1", "a", "c", writes=[P1, P2])])
     put(store, resource(eid="b"), resource(id_="p3", eid="e"), resource(id_="p2", eid="d"))
@@ -507,6 +505,12 @@ def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_on
         ],
         expect={"B2": "waiting", "B3": "waiting", "B4": "waiting"},
     )
+
+
+def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_only(
+    store, client, names
+):
+    b1_and_its_followers(store)
 
     # When B1 sends `a` (p1) back and applies `c` (p2)
     result = record(store, "B1", ("a", "CANCELLED"), ("c", "APPLIED"), now=NOW + 9)
@@ -539,20 +543,7 @@ def test_record_sending_an_event_back_trims_the_waiting_bundles_on_its_entity_on
 def test_events_sent_again_are_planned_in_the_recorded_bundles_place_ahead_of_its_followers(
     store, client, names
 ):
-    # Given B1 writes p1 and p2; B2 (p1, p3) and B3 (p2) wait for it; B4 (p3) waits for B2
-    put(store, resource(eid="a"), resource(id_="p2", eid="c"))
-    commit_bundles(store, [bundle("B1", "a", "c", writes=[P1, P2])])
-    put(store, resource(eid="b"), resource(id_="p3", eid="e"), resource(id_="p2", eid="d"))
-    put(store, resource(id_="p3", eid="f"))
-    commit_bundles(
-        store,
-        [
-            bundle("B2", "b", "e", writes=[P1, P3]),
-            bundle("B3", "d", writes=[P2]),
-            bundle("B4", "f", writes=[P3], after=["B2"]),
-        ],
-        expect={"B2": "waiting", "B3": "waiting", "B4": "waiting"},
-    )
+    b1_and_its_followers(store)
 
     # When B1 applies `c` (p2) and sends `a` (p1) again, planned again as R1
     result = store.record(
