@@ -7,6 +7,8 @@
 --          (the members of an atomic batch `ab` are contiguous)
 -- ARGV[2i], ARGV[2i+1]  the stored parts of events[i]: its JSON without data and contained, and
 --          the JSON object of those two
+-- A ref the event defines is written without a TTL (it gets the results TTL when its CREATE is
+-- final), and an event hash of pending work has none either.
 -- Returns  three strings per event: 'ok', group, seq | 'dup', assigned id, status |
 --          'err', field, reason (the refused event is dead-lettered here, stage publish)
 --
@@ -75,7 +77,9 @@ local function apply(i)
   if ev.rdn then fields[#fields + 1] = 'rd'; fields[#fields + 1] = ev.rdn end
   redis.call('HSET', key, unpack(fields))
   for ref, id in pairs(as_list(ev.rd)) do
-    redis.call('SET', P .. 'ref:' .. ref, id, 'EX', cfg.ttl)
+    -- no TTL while its CREATE is pending: the script that makes the CREATE final starts it
+    -- (record.lua, commit.lua), so a ref never expires under work still waiting or in flight
+    redis.call('SET', P .. 'ref:' .. ref, id)
   end
   ready_add(ev.e, seq, ev.b, now)
   added = added + 1
