@@ -240,8 +240,8 @@ def test_publish_hands_its_message_back_when_the_broker_refuses_the_retry(
     )
 
     assert isinstance(raised, Reject)
-    assert raised.requeue is True
-    assert "Jane" not in repr(raised.reason)
+    assert raised.requeue is True  # type: ignore[attr-defined]
+    assert "Jane" not in repr(raised.reason)  # type: ignore[attr-defined]
 
 
 def test_publish_retries_what_it_does_not_know_instead_of_failing(
