@@ -138,6 +138,8 @@ class IngestSettings(BaseSettings):
     # -- results ---------------------------------------------------------------------------------
     results_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long finished outcomes, refs and event ids (the dedupe window) are kept."""
+    dlq_page_size: int = Field(default=500, ge=1, le=100_000)
+    """Dead letters read per page by `clinia-ingest dlq` (purge and replay act a page at a time)."""
 
     # -- the ticker ------------------------------------------------------------------------------
     ticker_enabled: bool = True
