@@ -16,7 +16,8 @@ replays in `rp`); if the event fails again it gets a new entry.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -37,13 +38,12 @@ __all__ = [
     "DlqFilter",
     "ReplayItem",
     "list_dead_letters",
+    "pages",
     "purge",
     "replay",
     "show",
 ]
 
-PAGE: Final = 500
-"""Entries read per XRANGE: memory stays flat however long a stream is."""
 INVALID_EVENT: Final = "INVALID_EVENT"
 """The error type of an event refused before it was buffered (validation, refs, batches)."""
 
@@ -168,7 +168,7 @@ def _walk(
     return node, parts[-1]
 
 
-ReplayOutcome = Literal["replayed", "refused", "invalid", "would-replay"]
+ReplayOutcome = Literal["replayed", "superseded", "refused", "invalid", "would-replay"]
 
 
 @dataclass(frozen=True)
@@ -250,24 +250,41 @@ def _sources(store: Store, wanted: Sequence[str]) -> list[str]:
     return [*sorted(store.sources()), INVALID_SOURCE]
 
 
-def scan(target: Deps | Store, where: DlqFilter | None = None) -> Iterator[DeadLetter]:
-    """Every matching entry, source by source, oldest first; read a page at a time."""
+def pages(
+    target: Deps | Store, where: DlqFilter | None = None, *, newest_first: bool = False
+) -> Iterator[list[DeadLetter]]:
+    """The matching entries, source by source, one page of the stream at a time.
+
+    A page is one XRANGE (or XREVRANGE) of `dlq_page_size` entries, filtered: memory holds one
+    page whatever the stream's length. Entries added after a newest-first walk started are not
+    seen by it (it pages down from where it began), so a replay never meets its own failures.
+    """
     store = _store(target)
+    size = store.settings.dlq_page_size
     where = where or DlqFilter()
     low = "-" if where.since_ms is None else str(where.since_ms)
     high = "+" if where.until_ms is None else str(where.until_ms)
     for source in _sources(store, where.sources):
         stream = SourceKeys(source).dlq
-        start = low
+        start, stop = (high, low) if newest_first else (low, high)
         while True:
-            page: list[Any] = store.client.xrange(stream, min=start, max=high, count=PAGE) or []
-            for entry_id, fields in page:
-                letter = _letter(source, entry_id, fields or {})
-                if where.matches(letter):
-                    yield letter
-            if len(page) < PAGE:
+            if newest_first:
+                page: list[Any] = store.client.xrevrange(stream, start, stop, count=size) or []
+            else:
+                page = store.client.xrange(stream, start, stop, count=size) or []
+            found = [_letter(source, entry_id, fields or {}) for entry_id, fields in page]
+            matching = [letter for letter in found if where.matches(letter)]
+            if matching:
+                yield matching
+            if len(page) < size:
                 break
             start = "(" + text(page[-1][0])
+
+
+def scan(target: Deps | Store, where: DlqFilter | None = None) -> Iterator[DeadLetter]:
+    """Every matching entry, source by source, oldest first; read a page at a time."""
+    for page in pages(target, where):
+        yield from page
 
 
 def list_dead_letters(
@@ -292,15 +309,18 @@ def show(target: Deps | Store, event_id: str, *, sources: Sequence[str] = ()) ->
 
 def purge(
     target: Deps | Store, where: DlqFilter | None = None, *, dry_run: bool = False
-) -> list[DeadLetter]:
-    """Remove the matching entries (asks nothing: scripts use it); the entries removed, or that
-    would be with `dry_run`."""
+) -> Iterator[DeadLetter]:
+    """Remove the matching entries, a page at a time (asks nothing: scripts use it); yields
+    each entry removed, or that would be with `dry_run`, once its page is done."""
     store = _store(target)
-    chosen = list(scan(store, where))
-    if not dry_run and chosen:
-        _delete(store, chosen)
-        _log.info("dlq.purged", entries=len(chosen))
-    return chosen
+    removed = 0
+    for page in pages(store, where):
+        if not dry_run:
+            _delete(store, page)
+            removed += len(page)
+        yield from page
+    if removed:
+        _log.info("dlq.purged", entries=removed)
 
 
 def _delete(store: Store, letters: Sequence[DeadLetter]) -> None:
@@ -316,31 +336,62 @@ def replay(
     *,
     correction: Correction | None = None,
     dry_run: bool = False,
-) -> list[ReplayItem]:
+) -> Iterator[ReplayItem]:
     """Publish the matching dead-lettered events again (the latest entry of each event).
 
-    Returns one item per event: `replayed` (buffered again, its entries removed), `refused` (not
-    dead-lettered any more: applied, pending...), `invalid` (the corrected event fails validation;
-    nothing written), or `would-replay` with `dry_run` (validated, nothing written).
+    Reads each stream newest first, a page at a time, so the first entry met of an event is its
+    latest: it is replayed. An older entry, on a later page, of an event this run replayed is
+    `superseded`: removed, not replayed again (told by the event's `rpl`, stamped at its replay,
+    so nothing is kept across pages). Memory holds one page.
+
+    Yields one item per event and page: `replayed` (buffered again, its entries removed),
+    `superseded`, `refused` (not dead-lettered any more: applied, pending...), `invalid` (the
+    corrected event fails validation; nothing written), or `would-replay` with `dry_run`
+    (validated, nothing written; an event with entries on several pages is reported on each).
 
     Raises:
         ValueError: the correction cannot apply to an event (the message names the field).
     """
     correction = correction or Correction()
-    latest: dict[tuple[str, str | None], list[DeadLetter]] = {}
-    unnamed: list[DeadLetter] = []
-    for letter in scan(target, where):
-        if letter.event_id is None:
-            unnamed.append(letter)
-        else:
-            latest.setdefault((letter.source, letter.event_id), []).append(letter)
-    items = [
-        ReplayItem(u.source, None, "invalid", "the entry names no event id", (u.entry_id,))
-        for u in unnamed
-    ]
-    for letters in latest.values():
-        items.append(_replay_one(target, letters, correction, dry_run=dry_run))
-    return items
+    store = _store(target)
+    started_ms = _now_ms(target)
+    for page in pages(store, where, newest_first=True):
+        latest: dict[str, list[DeadLetter]] = {}
+        for letter in page:
+            if letter.event_id is None:
+                detail = "the entry names no event id"
+                yield ReplayItem(letter.source, None, "invalid", detail, (letter.entry_id,))
+            else:
+                latest.setdefault(letter.event_id, []).insert(0, letter)  # oldest first
+        replayed_at = {} if dry_run else _replayed_at(store, latest.values())
+        for event_id, letters in latest.items():
+            when = replayed_at.get(event_id, -1)
+            if when >= started_ms and when >= letters[-1].failed_at_ms:
+                _delete(store, letters)
+                entries = tuple(x.entry_id for x in letters)
+                yield ReplayItem(letters[-1].source, event_id, "superseded", "", entries)
+            else:
+                yield _replay_one(target, letters, correction, dry_run=dry_run)
+
+
+def _now_ms(target: Deps | Store) -> int:
+    """Now on the clock publishing uses (it stamps a replay in the event's `rpl`)."""
+    if isinstance(target, Store):
+        return int(time.time() * 1000)
+    return target.now_ms()
+
+
+def _replayed_at(store: Store, groups: Iterable[Sequence[DeadLetter]]) -> dict[str, int]:
+    """Event id -> when it was last replayed (its hash's `rpl`), for the events that were."""
+    chosen = [letters[-1] for letters in groups]
+    pipe = store.client.pipeline(transaction=False)
+    for letter in chosen:
+        pipe.hget(SourceKeys(letter.source).event(letter.event_id or ""), "rpl")
+    found: dict[str, int] = {}
+    for letter, value in zip(chosen, pipe.execute(), strict=True):
+        if value is not None and letter.event_id is not None:
+            found[letter.event_id] = int(text(value))
+    return found
 
 
 def _replay_one(

@@ -53,11 +53,13 @@ def add_commands(commands: Any) -> None:
         "--unset", action="append", default=[], metavar="PATH", help="remove a dotted field"
     )
     replay.add_argument("--dry-run", action="store_true", help="validate, write nothing")
+    _everything(replay)
     replay.set_defaults(run=_run_replay)
 
     purge = actions.add_parser("purge", help="remove entries (asks nothing)")
     _filters(purge)
     purge.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    _everything(purge)
     purge.set_defaults(run=_run_purge)
 
     abandon = commands.add_parser(
@@ -76,6 +78,26 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_time_ms, help="failed at or after (ISO 8601 or ms)")
     parser.add_argument("--until", type=_time_ms, help="failed at or before (ISO 8601 or ms)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _everything(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--all",
+        dest="everything",
+        action="store_true",
+        help="act on every entry of every stream (required when no filter is given)",
+    )
+
+
+def _require_scope(args: argparse.Namespace) -> None:
+    """replay and purge act on every stream only when asked to with --all."""
+    from worker.deadletters import DlqFilter
+
+    if not args.everything and filter_of(args) == DlqFilter():
+        raise cli.UsageError(
+            f"dlq {args.dlq_command}: give a filter (--source, --stage, --error-type, "
+            "--event-id, --since, --until) or --all to act on every dead letter"
+        )
 
 
 def _time_ms(text: str) -> int:
@@ -171,36 +193,67 @@ def _run_replay(args: argparse.Namespace) -> int:
     from worker.deadletters import replay
 
     correction = correction_of(args)
+    _require_scope(args)
+    items = replay(
+        cli._store(cli._settings()), filter_of(args), correction=correction, dry_run=args.dry_run
+    )
+    ok = {"replayed", "superseded", "would-replay"}
+    all_ok = True
     try:
-        items = replay(
-            cli._store(cli._settings()),
-            filter_of(args),
-            correction=correction,
-            dry_run=args.dry_run,
-        )
+        with _JsonList(args.json) as shown:
+            for i in items:  # printed as each page is done: memory holds one page
+                all_ok = all_ok and i.outcome in ok
+                if args.json:
+                    shown.add(i.to_dict())
+                else:
+                    detail = f": {i.detail}" if i.detail else ""
+                    cli._out(f"{i.source} {i.event_id or '?'} {i.outcome}{detail}")
     except ValueError as exc:
         raise cli.UsageError(str(exc)) from None
-    if args.json:
-        cli._out(json.dumps([i.to_dict() for i in items], sort_keys=True))
-    else:
-        for i in items:
-            detail = f": {i.detail}" if i.detail else ""
-            cli._out(f"{i.source} {i.event_id or '?'} {i.outcome}{detail}")
-    ok = {"replayed", "would-replay"}
-    return EXIT_OK if all(i.outcome in ok for i in items) else EXIT_REFUSED
+    return EXIT_OK if all_ok else EXIT_REFUSED
 
 
 def _run_purge(args: argparse.Namespace) -> int:
     from worker.deadletters import purge
 
-    removed = purge(cli._store(cli._settings()), filter_of(args), dry_run=args.dry_run)
-    if args.json:
-        entries = [{"source": r.source, "entryId": r.entry_id} for r in removed]
-        cli._out(json.dumps({"dryRun": args.dry_run, "count": len(removed), "entries": entries}))
-    else:
+    _require_scope(args)
+    count = 0
+    with _JsonList(args.json, head=f'{{"dryRun": {json.dumps(args.dry_run)}, "entries": ') as shown:
+        for letter in purge(cli._store(cli._settings()), filter_of(args), dry_run=args.dry_run):
+            count += 1
+            if args.json:
+                shown.add({"source": letter.source, "entryId": letter.entry_id})
+        shown.tail = f', "count": {count}}}'
+    if not args.json:
         verb = "would remove" if args.dry_run else "removed"
-        cli._out(f"{verb} {len(removed)} entries")
+        cli._out(f"{verb} {count} entries")
     return EXIT_OK
+
+
+class _JsonList:
+    """A JSON list written an item at a time (inside `head` ... `tail` when given), so output
+    of any length costs no memory; writes nothing unless `enabled`."""
+
+    def __init__(self, enabled: bool, *, head: str = "") -> None:
+        self.enabled = enabled
+        self.head = head
+        self.tail = ""
+        self.items = 0
+
+    def __enter__(self) -> _JsonList:
+        return self
+
+    def add(self, item: Any) -> None:
+        opening = self.head + "[" if self.items == 0 else ", "
+        sys.stdout.write(opening + json.dumps(item, sort_keys=True))
+        self.items += 1
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if not self.enabled or kind is not None:
+            return
+        closing = "]" if self.items else self.head + "[]"
+        sys.stdout.write(closing + self.tail + "\n")
+        sys.stdout.flush()
 
 
 def _run_abandon(args: argparse.Namespace) -> int:

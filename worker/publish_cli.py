@@ -1,7 +1,8 @@
 """`clinia-ingest publish FILE`: JSON Lines published in batches, each refused line on stderr.
 
 Exit codes: 0 every event went in; 1 some were refused; 2 usage or settings; 3 Redis unreachable
-(the message says up to which line events may be in; running again skips the duplicates).
+or refusing writes for now: out of memory, read-only... (the message says up to which line events
+may be in; running again skips the duplicates).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _run_publish(args: argparse.Namespace) -> int:
     stream, total = _open_input(args.file)
     try:
         store = cli._store(settings)
-        from worker.publisher import publish
+        from worker.publisher import PublishIncompleteError, publish
 
         def publish_batch(events: list[dict[str, Any]]) -> Any:
             return publish(store, events, atomic=args.atomic, mode=args.mode)
@@ -178,10 +179,11 @@ def _run_publish(args: argparse.Namespace) -> int:
                 stream, publish_batch, batch_size=args.batch_size, on_error=_report_error,
                 progress=progress, tally=tally,
             )  # fmt: skip
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, PublishIncompleteError) as exc:
             progress.finish()
+            what = str(exc) if isinstance(exc, PublishIncompleteError) else type(exc).__name__
             sys.stderr.write(
-                f"clinia-ingest: Redis unreachable ({type(exc).__name__}); events up to line "
+                f"clinia-ingest: Redis unreachable or refusing writes ({what}); events up to line "
                 f"{tally.last_line} may be in, run again: duplicates are skipped\n"
             )
             return cli.EXIT_UNAVAILABLE

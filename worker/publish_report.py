@@ -6,14 +6,25 @@ event's data, so it is safe to print or log whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from worker.domain.events import Problem
 from worker.publish_entry import Entry
+from worker.store.keys import INVALID_SOURCE
+from worker.store.records import PublishReply
 
-__all__ = ["Accepted", "Duplicate", "PublishError", "PublishReport", "build_report"]
+__all__ = [
+    "Accepted",
+    "Duplicate",
+    "PublishError",
+    "PublishIncompleteError",
+    "PublishReport",
+    "build_report",
+]
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,25 @@ class PublishReport:
         found.update({d.event_id: d.assigned_id for d in self.duplicates if d.assigned_id})
         return found
 
+    def by_source(self) -> dict[str, dict[str, int]]:
+        """Per source (`_invalid` for events without a valid one): how many events were accepted,
+        were duplicates, were refused."""
+        counts: dict[str, dict[str, int]] = {}
+
+        def add(source: str | None, kind: str) -> None:
+            tally = counts.setdefault(
+                source or INVALID_SOURCE, {"accepted": 0, "duplicates": 0, "errors": 0}
+            )
+            tally[kind] += 1
+
+        for accepted in self.accepted:
+            add(accepted.source_key, "accepted")
+        for duplicate in self.duplicates:
+            add(duplicate.source_key, "duplicates")
+        for error in self.errors:
+            add(error.source_key, "errors")
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (ids, groups and reasons only)."""
         return {
@@ -125,36 +155,35 @@ class PublishReport:
 
 def build_report(
     entries: Sequence[Entry],
-    by_source: Mapping[str, Sequence[Entry]],
-    replies: Mapping[str, Sequence[Any]],
+    replies: Mapping[int, PublishReply],
+    waiting: Collection[int] = (),
 ) -> PublishReport:
-    """The report of a call, from its entries and the store's replies (one per entry sent).
+    """The report of a call, from its entries and the store's reply to each entry it was sent
+    (by entry index); entries in `waiting` (not stored yet) are left out.
 
     A repeat of an event within the call reports as its first occurrence did: refused with the
     same problems, or a duplicate of it.
     """
     report = PublishReport()
     outcome: dict[int, Accepted | Duplicate | PublishError] = {}
-    for source, members in by_source.items():
-        answers = iter(replies.get(source, ()))
-        for entry in members:
-            if entry.problems:
-                continue
-            reply = next(answers)
-            assert entry.event is not None
-            event_id = entry.event.event_id
-            if reply.kind == "ok":
-                assigned = entry.event.id if entry.event.generated_id else None
-                outcome[entry.index] = Accepted(
-                    entry.index, event_id, source, reply.group, assigned
-                )
-            elif reply.kind == "dup":
-                outcome[entry.index] = Duplicate(
-                    entry.index, event_id, source, reply.assigned_id or None, reply.status
-                )
-            else:
-                entry.problems = (Problem(reply.field, reply.reason),)
     for entry in entries:
+        reply = replies.get(entry.index)
+        if reply is None or entry.problems or entry.index in waiting:
+            continue
+        assert entry.event is not None
+        event_id, source = entry.event.event_id, entry.event.source_key
+        if reply.kind == "ok":
+            assigned = entry.event.id if entry.event.generated_id else None
+            outcome[entry.index] = Accepted(entry.index, event_id, source, reply.group, assigned)
+        elif reply.kind == "dup":
+            outcome[entry.index] = Duplicate(
+                entry.index, event_id, source, reply.assigned_id or None, reply.status
+            )
+        else:
+            entry.problems = (Problem(reply.field, reply.reason),)
+    for entry in entries:
+        if entry.index in waiting:
+            continue
         if entry.problems:
             outcome[entry.index] = _error(entry, entry.problems)
         elif entry.duplicate_of is not None:
@@ -181,3 +210,45 @@ def build_report(
 
 def _error(entry: Entry, problems: tuple[Problem, ...]) -> PublishError:
     return PublishError(entry.index, entry.event_id, entry.source, problems)
+
+
+class PublishIncompleteError(redis.RedisError):
+    """Redis refused part of a publish call for now: what went in, per source, and what waits.
+
+    Its message names sources, counts and Redis error codes only; `remaining` holds the events
+    to publish again (each with the event id it was given), never shown.
+    """
+
+    def __init__(
+        self,
+        report: PublishReport,
+        remaining: list[Any],
+        waiting: dict[str, int],
+        errors: dict[str, str],
+    ) -> None:
+        self.report = report
+        self.remaining = remaining
+        self.waiting = waiting
+        """Source -> how many of its events are not stored yet."""
+        self.errors = errors
+        """Source -> the Redis error code that held them back."""
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """Per source: what went in, and what waits and why."""
+        done = self.report.by_source()
+        parts = []
+        for source in sorted({*done, *self.waiting}):
+            tally = done.get(source, {"accepted": 0, "duplicates": 0, "errors": 0})
+            text = (
+                f"{source}: {tally['accepted']} accepted, {tally['duplicates']} duplicates, "
+                f"{tally['errors']} refused"
+            )
+            if self.waiting.get(source):
+                text += f", {self.waiting[source]} waiting ({self.errors.get(source, 'error')})"
+            parts.append(text)
+        return "publish incomplete: " + "; ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # never pickled with the events (a result backend, a pool's error path)
+        return (RuntimeError, (self.describe(),))

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from worker.domain.events import EventError, parse_events
+import redis
+
+from worker.domain.events import EventError, Problem, parse_events
 from worker.domain.grouping import named_group
 from worker.domain.keys import key_of, resources_touched
 from worker.ids import new_id as default_new_id
+from worker.logging import get_logger
 from worker.publish_batches import check_batches, make_one_batch, refuse_batches_in_bulk
 from worker.publish_entry import Entry
 from worker.publish_refs import resolve_refs
-from worker.publish_report import PublishReport, build_report
+from worker.publish_report import PublishIncompleteError, PublishReport, build_report
+from worker.publish_writes import Written, error_code, is_transient, write_parts
 from worker.store import InvalidEntry, Store
 from worker.store.keys import INVALID_SOURCE
 from worker.store.records import PublishItem, PublishReply
@@ -41,7 +45,9 @@ from worker.store.reopening import publish_reopening
 if TYPE_CHECKING:
     from worker.pipeline import Deps
 
-__all__ = ["publish"]
+__all__ = ["PublishIncompleteError", "publish"]
+
+_log = get_logger(__name__)
 
 Mode = Literal["bundle", "bulk"]
 
@@ -82,7 +88,12 @@ def publish(
 
     Raises:
         ValueError: an unknown `mode`.
-        redis.RedisError: Redis could not be reached (then nothing is acknowledged).
+        PublishIncompleteError: Redis refused part of the call for now (unreachable, out of
+            memory, busy, loading, read-only...): it says per source what went in, and
+            `remaining` holds the events to publish again (with the event ids they were given),
+            a duplicate if it went in after all. An event Redis refuses on its own (a script
+            error) is refused and dead-lettered like an invalid one, field `event`.
+        redis.RedisError: any other error Redis answered before anything was written.
     """
     return _publish(target, events, atomic=atomic, mode=mode, write=_plain_publish)
 
@@ -92,7 +103,7 @@ def publish_reopening_dead_letters(
 ) -> PublishReport:
     """`publish` for a DLQ replay: an event dead-lettered under its id is reopened (same id, a
     new attempt) rather than answered as a duplicate; any other known event still is one."""
-    return _publish(target, events, atomic=False, mode="bundle", write=publish_reopening)
+    return _publish(target, events, atomic=False, mode="bundle", write=_reopening_publish)
 
 
 def _publish(
@@ -101,7 +112,7 @@ def _publish(
     *,
     atomic: bool,
     mode: Mode,
-    write: Callable[..., dict[str, list[PublishReply]]],
+    write: Callable[..., Written],
 ) -> PublishReport:
     if mode not in ("bundle", "bulk"):
         raise ValueError("mode: must be 'bundle' or 'bulk'")
@@ -125,13 +136,23 @@ def _publish(
         if entry.event is not None and not entry.problems and entry.duplicate_of is None:
             by_source[entry.event.source_key].append(entry)
     items: dict[str, list[PublishItem]] = {}
-    for source, members in by_source.items():
-        resolve_refs(ctx.store, source, members, ctx.new_id)
-        check_batches(members, ctx.store.settings.plan_caps(), ctx.new_id)
-        items[source] = [_item(e, bulk=mode == "bulk") for e in members if not e.problems]
+    try:
+        for source, members in by_source.items():
+            resolve_refs(ctx.store, source, members, ctx.new_id)
+            check_batches(members, ctx.store.settings.plan_caps(), ctx.new_id)
+            items[source] = [_item(e, bulk=mode == "bulk") for e in members if not e.problems]
+    except redis.RedisError as exc:
+        if not is_transient(exc):
+            raise
+        code = error_code(exc)
+        waiting = {e.index for e in entries}
+        raise _incomplete(
+            entries, PublishReport(), waiting, dict.fromkeys(by_source, code)
+        ) from exc
     invalid = [_dead_letter(e) for e in entries if e.problems]
-    replies = write(ctx.store, {s: batch for s, batch in items.items() if batch}, invalid, now_ms)
-    return build_report(entries, by_source, replies)
+    sent = {s: [e for e in members if not e.problems] for s, members in by_source.items()}
+    written = write(ctx.store, {s: batch for s, batch in items.items() if batch}, invalid, now_ms)
+    return _settle(ctx.store, entries, sent, written, now_ms)
 
 
 def _plain_publish(
@@ -139,8 +160,86 @@ def _plain_publish(
     items: Mapping[str, Sequence[PublishItem]],
     invalid: Sequence[InvalidEntry],
     now_ms: int,
-) -> dict[str, list[PublishReply]]:
-    return store.publish(items, invalid, now_ms)
+) -> Written:
+    return write_parts(store, items, invalid, now_ms)
+
+
+def _reopening_publish(
+    store: Store,
+    items: Mapping[str, Sequence[PublishItem]],
+    invalid: Sequence[InvalidEntry],
+    now_ms: int,
+) -> Written:
+    replies = publish_reopening(store, items, invalid, now_ms)
+    return Written(replies={source: list(batch) for source, batch in replies.items()})
+
+
+def _settle(
+    store: Store,
+    entries: Sequence[Entry],
+    sent: Mapping[str, Sequence[Entry]],
+    written: Written,
+    now_ms: int,
+) -> PublishReport:
+    """The report of what went in; raises PublishIncompleteError when something waits."""
+    replies: dict[int, PublishReply] = {}
+    waiting = set(written.letters_waiting)
+    refused_alone: list[Entry] = []
+    for source, members in sent.items():
+        answers = written.replies.get(source, [])
+        refused = written.refused.get(source, set())
+        for position, entry in enumerate(members):
+            reply = answers[position] if position < len(answers) else None
+            if reply is None:
+                waiting.add(entry.index)
+                continue
+            replies[entry.index] = reply
+            if position in refused:
+                entry.refuse(Problem(reply.field, reply.reason))
+                refused_alone.append(entry)
+    errors = dict(written.errors)
+    if refused_alone:
+        # the store refused these alone: their dead letters (no status mark: their hash may be
+        # what Redis refused)
+        letters = [_dead_letter(e, mark=False) for e in refused_alone]
+        parts = store.publish_parts([], letters, now_ms)
+        for entry in refused_alone:
+            if entry.index in parts.letters:
+                waiting.add(entry.index)
+                errors.setdefault(entry.source or INVALID_SOURCE, "dead letter not written")
+        _log.error("publish.refused_by_store", events=[e.event_id for e in refused_alone])
+    for entry in entries:
+        if entry.duplicate_of is not None and entry.duplicate_of in waiting:
+            waiting.add(entry.index)
+    report = build_report(entries, replies, waiting)
+    if waiting:
+        raise _incomplete(entries, report, waiting, errors)
+    return report
+
+
+def _incomplete(
+    entries: Sequence[Entry],
+    report: PublishReport,
+    waiting: set[int],
+    errors: Mapping[str, str],
+) -> PublishIncompleteError:
+    counts: dict[str, int] = defaultdict(int)
+    remaining: list[Any] = []
+    for entry in entries:
+        if entry.index in waiting:
+            counts[entry.source or INVALID_SOURCE] += 1
+            remaining.append(_pinned(entry))
+    return PublishIncompleteError(report, remaining, dict(counts), dict(errors))
+
+
+def _pinned(entry: Entry) -> Any:
+    """The raw event to publish again, with the event id it was given in this call (so that a
+    second try is a duplicate, never a second event, should the first have gone in)."""
+    raw = entry.raw
+    event = entry.event
+    if isinstance(raw, Mapping) and event is not None and raw.get("eventId") != event.event_id:
+        return {**raw, "eventId": event.event_id}
+    return raw
 
 
 def _mark_repeats(entries: Sequence[Entry]) -> None:
@@ -177,7 +276,7 @@ def _item(entry: Entry, *, bulk: bool) -> PublishItem:
     )
 
 
-def _dead_letter(entry: Entry) -> InvalidEntry:
+def _dead_letter(entry: Entry, *, mark: bool = True) -> InvalidEntry:
     source = entry.source or INVALID_SOURCE
     error = json.dumps(
         {"problems": [{"field": p.field, "reason": p.reason} for p in entry.problems]},
@@ -187,4 +286,4 @@ def _dead_letter(entry: Entry) -> InvalidEntry:
         payload = json.dumps(entry.raw, separators=(",", ":"), ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         payload = ""
-    return InvalidEntry(source, entry.index, entry.event_id, error, payload)
+    return InvalidEntry(source, entry.index, entry.event_id, error, payload, mark=mark)

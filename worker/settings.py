@@ -98,6 +98,10 @@ class IngestSettings(BaseSettings):
     """First wait before submitting again a bundle that certainly was not processed."""
     retry_cap_ms: int = Field(default=60_000, ge=1)
     """Longest such wait (a `Retry-After` hint is also capped by it)."""
+    publish_retry_base_ms: int = Field(default=500, ge=1)
+    """First wait before `ingest.publish` tries again the events Redis refused for now."""
+    publish_retry_cap_ms: int = Field(default=4000, ge=1)
+    """Longest such wait: it is a Celery countdown, held unacknowledged in the worker."""
     poll_first_ms: int = Field(default=500, ge=1)
     """First wait before polling an accepted task."""
     poll_multiplier: float = Field(default=2.0, ge=1.0, allow_inf_nan=False)
@@ -136,6 +140,8 @@ class IngestSettings(BaseSettings):
     # -- results ---------------------------------------------------------------------------------
     results_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long finished outcomes, refs and event ids (the dedupe window) are kept."""
+    dlq_page_size: int = Field(default=500, ge=1, le=100_000)
+    """Dead letters read per page by `clinia-ingest dlq` (purge and replay act a page at a time)."""
 
     # -- the ticker ------------------------------------------------------------------------------
     ticker_enabled: bool = True
@@ -221,6 +227,13 @@ class IngestSettings(BaseSettings):
             problems.append("due_lease_cap_ms: must be at least due_lease_ms")
         if self.retry_cap_ms < self.retry_base_ms:
             problems.append("retry_cap_ms: must be at least retry_base_ms")
+        if self.publish_retry_cap_ms < self.publish_retry_base_ms:
+            problems.append("publish_retry_cap_ms: must be at least publish_retry_base_ms")
+        if self.publish_retry_cap_ms >= self.visibility_timeout_s * 1000:
+            problems.append(
+                "publish_retry_cap_ms: must be below visibility_timeout_s * 1000, or a retry "
+                "still counting down would be delivered a second time"
+            )
         if self.pause_cap_ms < self.pause_base_ms:
             problems.append("pause_cap_ms: must be at least pause_base_ms")
         if problems:

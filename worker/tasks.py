@@ -4,8 +4,9 @@ A task's message is a nudge: it names ids (a source and its groups or bundle ids
 Redis say what to do, and a lost, repeated or late message changes nothing but timing (DESIGN
 invariant 11). So flush, poll and recover never retry: what they leave undone is due again in
 the records, and the ticker sends it again. `ingest.publish` is the one task that carries
-payloads; it retries on a Redis outage (its events exist nowhere else yet) and always shows event
-ids only, in Flower and in the logs (`send_publish`).
+payloads; its message is acknowledged only once every event is stored or dead-lettered: what
+Redis refuses for now is sent again without limit (its events exist nowhere else yet), and it
+always shows event ids only, in Flower and in the logs (`send_publish`).
 
 Names are explicit and stable: a rename would orphan messages already queued.
 """
@@ -13,14 +14,16 @@ Names are explicit and stable: a rename would orphan messages already queued.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, cast
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from worker.logging import get_logger
 
 if TYPE_CHECKING:
     from worker.celery_app import IngestCelery
+    from worker.settings import IngestSettings
 
 FLUSH: Final = "ingest.flush"
 POLL: Final = "ingest.poll"
@@ -28,13 +31,6 @@ RECOVER: Final = "ingest.recover"
 PUBLISH: Final = "ingest.publish"
 TASK_NAMES: Final = (FLUSH, POLL, RECOVER, PUBLISH)
 
-PUBLISH_MAX_RETRIES: Final = 30
-"""How often `ingest.publish` tries again while Redis is unreachable (about two minutes)."""
-PUBLISH_RETRY_FIRST_S: Final = 0.5
-PUBLISH_RETRY_CAP_S: Final = 4.0
-"""Retry delays double from the first up to the cap. A countdown waits inside the worker that
-took the message, so it stays a few seconds: a longer one would hold messages a killed worker
-strands until the visibility timeout."""
 REPR_MAX_IDS: Final = 20
 """How many event ids `argsrepr` lists before it only counts."""
 REPR_MAX_ID_LENGTH: Final = 64
@@ -44,8 +40,13 @@ PublishMode = Literal["bundle", "bulk"]
 log = get_logger(__name__)
 
 
-class PublishFailedError(Exception):
-    """`ingest.publish` gave up: Redis stayed unreachable. Names the task, never the events."""
+class PublishRetryError(Exception):
+    """Why `ingest.publish` sends its events again: names the task, a count and the cause (an
+    exception's class, or what a `PublishIncompleteError` says: sources, counts, error codes),
+    never data."""
+
+    def __init__(self, task_id: str | None, count: int, detail: str) -> None:
+        super().__init__(f"ingest.publish[{task_id}]: {count} events to publish again: {detail}")
 
 
 def register_tasks(app: Celery) -> None:
@@ -58,7 +59,7 @@ def register_tasks(app: Celery) -> None:
         bind=True,
         acks_late=True,
         ignore_result=True,
-        max_retries=PUBLISH_MAX_RETRIES,
+        max_retries=None,  # never gives up: the message is the only copy of its events
     )(publish)
 
 
@@ -96,40 +97,79 @@ def publish(
     atomic: bool = False,
     mode: PublishMode = "bundle",
 ) -> None:
-    """Publish events sent by a Celery client; per-event errors go to the results and DLQ."""
-    import redis
+    """Publish events sent by a Celery client; per-event errors go to the results and DLQ.
 
+    The message is the only copy of its events until they are stored, so it is acknowledged
+    only once every event is stored or dead-lettered: events Redis refused for now are sent
+    again (without limit, with backoff), and any other failure sends the whole message again.
+    """
     from worker import publisher
 
     try:
         report = publisher.publish(_app(task).deps(), events, atomic=atomic, mode=mode)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        retries = int(task.request.retries or 0)
-        if retries >= PUBLISH_MAX_RETRIES:
-            log.error("publish gave up", task_id=task.request.id, events=len(events))
-            raise PublishFailedError(
-                f"ingest.publish[{task.request.id}]: Redis unreachable after {retries} retries "
-                f"({len(events)} events not published)"
-            ) from None
-        log.warning("publish will retry", task_id=task.request.id, retry=retries + 1)
-        # Task.retry() drops argsrepr and kwargsrepr: pass them again, or the payload shows.
-        reprs: dict[str, Any] = {
-            "argsrepr": task.request.get("argsrepr") or publish_argsrepr(events),
-            "kwargsrepr": task.request.get("kwargsrepr") or publish_kwargsrepr(atomic, mode),
-        }
-        raise task.retry(exc=exc, countdown=retry_delay_s(retries), **reprs) from None
+    except publisher.PublishIncompleteError as incomplete:
+        log.warning(
+            "publish incomplete",
+            task_id=task.request.id,
+            stored=incomplete.report.by_source(),
+            waiting=incomplete.waiting,
+            errors=incomplete.errors,
+        )
+        _again(task, incomplete.remaining, atomic, mode, str(incomplete))
+    except Exception as exc:  # a bug or an unknown answer: never drop the only copy
+        log.error("publish failed; will retry", task_id=task.request.id, error=type(exc).__name__)
+        _again(task, list(events), atomic, mode, type(exc).__name__)
     log.info(
         "published",
         task_id=task.request.id,
         accepted=len(report.accepted),
         duplicates=len(report.duplicates),
         refused=len(report.errors),
+        sources=report.by_source(),
     )
 
 
-def retry_delay_s(retries: int) -> float:
-    """Seconds before retry number `retries + 1` of a publish."""
-    return float(min(PUBLISH_RETRY_CAP_S, PUBLISH_RETRY_FIRST_S * 2**retries))
+def _again(
+    task: Task[Any, Any],
+    events: Sequence[Any],
+    atomic: bool,
+    mode: PublishMode,
+    cause: str,
+) -> NoReturn:
+    """Send `events` again after a backoff, then let this message be acknowledged; or, when
+    the broker refuses the new message, hand this one back unacknowledged.
+
+    Celery's `retry()` rejects the message *without* requeueing it when it cannot send the
+    retry (the same Redis out of memory, say), which would drop the events: that rejection is
+    turned into a requeue. If even the requeue fails, the message stays unacknowledged in the
+    broker and comes back after the visibility timeout.
+    """
+    retries = int(task.request.retries or 0)
+    delay = retry_delay_s(_app(task).ingest_settings, retries)
+    reason = PublishRetryError(task.request.id, len(events), cause)
+    try:
+        # Task.retry() drops argsrepr and kwargsrepr: pass them again, or the payload shows.
+        reprs: dict[str, Any] = {
+            "argsrepr": publish_argsrepr(events),
+            "kwargsrepr": publish_kwargsrepr(atomic, mode),
+        }
+        raise task.retry(
+            args=(list(events),),
+            kwargs={"atomic": atomic, "mode": mode},
+            exc=reason,
+            countdown=delay,
+            max_retries=None,
+            **reprs,
+        )
+    except Reject:
+        log.error("publish retry not sent; message handed back", task_id=task.request.id)
+        raise Reject(reason, requeue=True) from None
+
+
+def retry_delay_s(settings: IngestSettings, retries: int) -> float:
+    """Seconds before retry number `retries + 1` of a publish: doubling from the base, capped."""
+    base, cap = settings.publish_retry_base_ms, settings.publish_retry_cap_ms
+    return float(min(cap, base * 2 ** min(retries, 32))) / 1000
 
 
 def send_publish(

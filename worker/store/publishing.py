@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
+from redis.exceptions import NoScriptError
+
 from worker.store import keys
 from worker.store.base import StoreBase
 from worker.store.codec import compact, text
 from worker.store.records import PublishItem, PublishReply
 
 if TYPE_CHECKING:
-    from redis.client import Pipeline
     from redis.commands.core import Script
 
     from worker.settings import IngestSettings
@@ -20,16 +22,25 @@ if TYPE_CHECKING:
 class InvalidEntry:
     """A publish refusal found before any script ran: where to dead-letter it and why."""
 
-    __slots__ = ("error", "event_id", "index", "payload", "source")
+    __slots__ = ("error", "event_id", "index", "mark", "payload", "source")
 
     def __init__(
-        self, source: str, index: int, event_id: str | None, error: str, payload: str
+        self,
+        source: str,
+        index: int,
+        event_id: str | None,
+        error: str,
+        payload: str,
+        *,
+        mark: bool = True,
     ) -> None:
         self.source = source
         self.index = index
         self.event_id = event_id
         self.error = error
         self.payload = payload
+        self.mark = mark
+        """Whether the event's hash records the refusal too (its status then tells why)."""
 
 
 class StorePublish(StoreBase):
@@ -77,43 +88,128 @@ class StorePublish(StoreBase):
 
         Everything goes in one pipelined round trip; the dead letters are written before this
         returns. Per source, the replies are in the order of its items.
+
+        Raises:
+            redis.RedisError: the first error Redis answered (what it did not refuse is written;
+                `publish_parts` says which part went in).
+        """
+        sources = list(items)
+        parts = self.publish_parts([(s, items[s]) for s in sources], invalid, now_ms)
+        failures = [r for r in parts.calls if isinstance(r, Exception)]
+        failures += list(parts.letters.values())
+        if failures:
+            raise failures[0]
+        return {
+            source: reply
+            for source, reply in zip(sources, parts.calls, strict=True)
+            if not isinstance(reply, Exception)
+        }
+
+    def publish_parts(
+        self,
+        calls: Sequence[tuple[str, Sequence[PublishItem]]],
+        invalid: Sequence[InvalidEntry],
+        now_ms: int,
+    ) -> PublishParts:
+        """`publish`, answering per part instead of raising: one round trip, every command run.
+
+        A part is one publish.lua call (`calls`: a source and its items; a source may appear
+        more than once) or one dead letter (`invalid`, by entry index). A part fails when one of
+        its commands failed: its own, its source's registration in `ingest:sources`, or the
+        status mark of refused events (`refused.lua`, for entries with `mark`).
         """
         settings = self.settings
-
-        def prelude(pipe: Pipeline) -> None:
-            for source in {*items, *(e.source for e in invalid if e.source != keys.INVALID_SOURCE)}:
-                pipe.sadd(keys.SOURCES, source)
-            for entry in invalid:
-                fields = {
-                    "stage": "publish",
-                    "error": entry.error,
-                    "event": entry.payload,
-                    "failedAt": str(now_ms),
-                    "index": str(entry.index),
-                    "sourceKey": entry.source,
-                }
-                if entry.event_id is not None:
-                    fields["eventId"] = entry.event_id
-                pipe.xadd(keys.SourceKeys(entry.source).dlq, fields)  # type: ignore[arg-type]
-
-        calls: list[tuple[Script, str, Sequence[str]]] = [
-            (self._scripts.publish, source, publish_args(settings, source, batch, now_ms))
-            for source, batch in items.items()
-        ]
-        refused: dict[str, list[dict[str, str]]] = {}
-        for entry in invalid:
-            if entry.event_id is not None and entry.source != keys.INVALID_SOURCE:
-                refused.setdefault(entry.source, []).append(
-                    {"e": entry.event_id, "err": entry.error}
+        pipe = self.client.pipeline(transaction=False)
+        owners: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        scripted: dict[int, tuple[Script, str, Sequence[str]]] = {}
+        named = [e for e in invalid if e.source != keys.INVALID_SOURCE]
+        for source in dict.fromkeys([*(s for s, _ in calls), *(e.source for e in named)]):
+            pipe.sadd(keys.SOURCES, source)
+            owners.append(
+                (
+                    tuple(i for i, (s, _) in enumerate(calls) if s == source),
+                    tuple(e.index for e in named if e.source == source),
                 )
-        for source, events in refused.items():
+            )
+        for entry in invalid:
+            pipe.xadd(keys.SourceKeys(entry.source).dlq, _letter_fields(entry, now_ms))  # type: ignore[arg-type]
+            owners.append(((), (entry.index,)))
+        positions = []
+        for index, (source, batch) in enumerate(calls):
+            args = publish_args(settings, source, batch, now_ms)
+            positions.append(len(owners))
+            scripted[len(owners)] = (self._scripts.publish, source, args)
+            owners.append(((index,), ()))
+        refused: dict[str, list[InvalidEntry]] = {}
+        for entry in named:
+            if entry.event_id is not None and entry.mark:
+                refused.setdefault(entry.source, []).append(entry)
+        for source, entries in refused.items():
+            events = [{"e": e.event_id, "err": e.error} for e in entries]
             meta = {"now": now_ms, "ttl": settings.results_ttl_s, "events": events}
-            calls.append((self._scripts.refused, source, [compact(meta)]))
-        replies = self._run_many(calls, prelude)
-        return {
-            source: _publish_replies(reply)
-            for source, reply in zip(items, replies[: len(items)], strict=True)
-        }
+            scripted[len(owners)] = (self._scripts.refused, source, [compact(meta)])
+            owners.append(((), tuple(e.index for e in entries)))
+        for script, source, argv in scripted.values():
+            pipe.evalsha(script.sha, 1, keys.prefix(source), *argv)
+        # the pipeline holds the plain commands first, then the script calls in `scripted` order
+        order = [i for i in range(len(owners)) if i not in scripted] + list(scripted)
+        results: list[Any] = [None] * len(owners)
+        for position, answer in zip(order, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(answer, NoScriptError):  # not loaded yet: it did nothing, run it alone
+                script, source, argv = scripted[position]
+                try:
+                    answer = script(keys=[keys.prefix(source)], args=list(argv))
+                except redis.RedisError as exc:
+                    answer = exc
+            results[position] = answer
+        return _parts(results, owners, positions)
+
+
+class PublishParts:
+    """What `publish_parts` did per part: each call's replies or its error, and the dead
+    letters that failed (entry index -> error)."""
+
+    __slots__ = ("calls", "letters")
+
+    def __init__(
+        self, calls: list[list[PublishReply] | Exception], letters: dict[int, Exception]
+    ) -> None:
+        self.calls = calls
+        self.letters = letters
+
+
+def _parts(
+    results: Sequence[Any],
+    owners: Sequence[tuple[tuple[int, ...], tuple[int, ...]]],
+    positions: Sequence[int],
+) -> PublishParts:
+    failed: dict[int, Exception] = {}
+    letters: dict[int, Exception] = {}
+    for result, (call_ids, letter_ids) in zip(results, owners, strict=True):
+        if isinstance(result, Exception):
+            for index in call_ids:
+                failed.setdefault(index, result)
+            for index in letter_ids:
+                letters.setdefault(index, result)
+    calls: list[list[PublishReply] | Exception] = [
+        failed[index] if index in failed else _publish_replies(results[position])
+        for index, position in enumerate(positions)
+    ]
+    return PublishParts(calls, letters)
+
+
+def _letter_fields(entry: InvalidEntry, now_ms: int) -> dict[str, str]:
+    fields = {
+        "stage": "publish",
+        "error": entry.error,
+        "event": entry.payload,
+        "failedAt": str(now_ms),
+        "index": str(entry.index),
+        "sourceKey": entry.source,
+    }
+    if entry.event_id is not None:
+        fields["eventId"] = entry.event_id
+    return fields
 
 
 def publish_args(

@@ -12,7 +12,7 @@ from worker.store import Store
 from worker.store.keys import INVALID_DLQ, SourceKeys, reopen_key
 from worker.store.reopening import publish_reopening
 
-from .conftest import NOW, SOURCE, item, put, resource
+from .conftest import NOW, SOURCE, fast_settings, item, put, resource
 
 
 def dead_letter_it(client: redis.Redis, names: SourceKeys, event_id: str, attempts: int) -> None:
@@ -91,8 +91,8 @@ def test_dlq_list_filters_by_stage_type_event_and_time(store: Store, client):
     assert list_dead_letters(store, limit=2)[-1].event_id == "e2"
 
 
-def test_dlq_scan_reads_long_streams_a_page_at_a_time(store: Store, client, monkeypatch):
-    monkeypatch.setattr("worker.deadletters.PAGE", 3)
+def test_dlq_scan_reads_long_streams_a_page_at_a_time(client):
+    store = Store(client, fast_settings(dlq_page_size=3))
     dlq = SourceKeys(SOURCE).dlq
     for i in range(1, 11):
         add_letter(client, dlq, i, eventId=f"e{i}")
@@ -115,9 +115,9 @@ def test_dlq_show_gives_the_stored_event(store: Store, client):
 def test_dlq_purge_dry_run_keeps_and_purge_removes(store: Store, client):
     seed_letters(client)
 
-    would = purge(store, DlqFilter(stage="publish"), dry_run=True)
+    would = list(purge(store, DlqFilter(stage="publish"), dry_run=True))
     assert client.xlen(SourceKeys(SOURCE).dlq) == 3
-    removed = purge(store, DlqFilter(stage="publish"))
+    removed = list(purge(store, DlqFilter(stage="publish")))
 
     assert len(would) == len(removed) == 2
     assert [x.event_id for x in list_dead_letters(store)] == ["e1", "e3"]

@@ -133,3 +133,35 @@ def test_cli_abandon_exits_by_result(calls, capsys):
     assert json.loads(capsys.readouterr().out)["deadLetters"] == 2
     assert main(["abandon", "t-live"]) == EXIT_REFUSED
     assert "not-stale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["purge", "replay"])
+def test_cli_dlq_acts_on_every_stream_only_with_all(calls, capsys, action):
+    assert main(["dlq", action]) == EXIT_USAGE
+    assert "--all" in capsys.readouterr().err
+    assert "purge" not in calls
+    assert "replayed" not in calls  # nothing was touched
+
+    assert main(["dlq", action, "--all", "--dry-run", "--json"]) == EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    expected: Any = (
+        [
+            {
+                "detail": None,
+                "entryIds": [],
+                "eventId": "e1",
+                "outcome": "replayed",
+                "source": "src-a",
+            }
+        ]
+        if action == "replay"
+        else {"dryRun": True, "entries": [{"source": "src-a", "entryId": "5-0"}], "count": 1}
+    )
+    assert shown == expected
+
+
+def test_cli_dlq_purge_json_of_nothing_is_still_json(calls, capsys, monkeypatch):
+    monkeypatch.setattr("worker.deadletters.purge", lambda *a, **k: iter(()))
+
+    assert main(["dlq", "purge", "--source", "src-z", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == {"dryRun": False, "entries": [], "count": 0}

@@ -8,7 +8,8 @@ from unittest.mock import MagicMock
 
 import pytest
 import redis
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
+from redis.exceptions import OutOfMemoryError
 
 from worker.celery_app import IngestCelery, create_app
 from worker.settings import IngestSettings
@@ -16,11 +17,9 @@ from worker.tasks import (
     FLUSH,
     POLL,
     PUBLISH,
-    PUBLISH_MAX_RETRIES,
     RECOVER,
     REPR_MAX_IDS,
     TASK_NAMES,
-    PublishFailedError,
     publish_argsrepr,
     retry_delay_s,
     send_publish,
@@ -145,32 +144,127 @@ def test_publish_retry_passes_the_reprs_again(
     (options,) = sent
     assert options["argsrepr"] == "([e-1],)"
     assert options["kwargsrepr"] == "{'atomic': False, 'mode': 'bundle'}"
-    assert options["countdown"] == retry_delay_s(2)
+    assert options["countdown"] == retry_delay_s(app.ingest_settings, 2)
     assert options["retries"] == 3
     assert "Jane Roe" not in options["argsrepr"]
 
 
-def test_publish_gives_up_without_naming_the_events(
-    app: IngestCelery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def sent(app: IngestCelery, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the publish task asks the broker to send (name, args, kwargs, options)."""
+    messages: list[dict[str, Any]] = []
+
+    def send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        messages.append({"name": name, "args": args, "kwargs": kwargs, **options})
+        return SimpleNamespace(id=f"{name}-retry")
+
     monkeypatch.setattr(app, "deps", lambda: object())
-    monkeypatch.setattr("worker.publisher.publish", _fail_publish)
+    monkeypatch.setattr(app, "send_task", send_task)
+    return messages
+
+
+def _run_publish(
+    app: IngestCelery, events: list[dict[str, Any]], expected: type[Exception], **request: Any
+) -> Exception:
+    """Run ingest.publish as a worker would (not called directly); the exception it raised."""
     task = app.tasks[PUBLISH]
-    task.push_request(id="t-9", retries=PUBLISH_MAX_RETRIES, called_directly=False)
+    task.push_request(args=[events], called_directly=False, **request)
     try:
-        with pytest.raises(PublishFailedError) as raised:
-            task.run([{"eventId": "e-1", "data": HEALTH_DATA}])
+        with pytest.raises(expected) as raised:
+            task.run(events, atomic=False, mode="bulk")
     finally:
         task.pop_request()
-
-    assert "t-9" in str(raised.value)
-    assert "1 events" in str(raised.value)
-    assert "Jane" not in str(raised.value)
+    return raised.value
 
 
-def test_retry_delay_doubles_up_to_the_cap() -> None:
-    delays = [retry_delay_s(n) for n in range(10)]
+def test_publish_never_gives_up_and_never_names_the_events(
+    app: IngestCelery, monkeypatch: pytest.MonkeyPatch, sent: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setattr("worker.publisher.publish", _fail_publish)
+    assert app.tasks[PUBLISH].max_retries is None
 
-    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]
-    assert max(delays) == 4.0, "a Celery countdown stays a few seconds"
+    raised = _run_publish(
+        app, [{"eventId": "e-1", "data": HEALTH_DATA}], Retry, id="t-9", retries=10_000
+    )
+
+    (options,) = sent
+    assert options["retries"] == 10_001
+    assert options["countdown"] == app.ingest_settings.publish_retry_cap_ms / 1000
+    assert "t-9" in str(raised)
+    assert "ConnectionError" in str(raised)
+    assert "Jane" not in str(raised)
+    assert "Jane" not in options["argsrepr"]
+
+
+def _incomplete(*args: Any, **kwargs: Any) -> Any:
+    from worker.publish_report import PublishIncompleteError, PublishReport
+
+    waiting = [{"eventId": "e-2", "sourceKey": "hospital-b", "data": HEALTH_DATA}]
+    raise PublishIncompleteError(PublishReport(), waiting, {"hospital-b": 1}, {"hospital-b": "OOM"})
+
+
+def test_publish_sends_again_only_the_events_that_wait(
+    app: IngestCelery, monkeypatch: pytest.MonkeyPatch, sent: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setattr("worker.publisher.publish", _incomplete)
+    events = [
+        {"eventId": "e-1", "sourceKey": "hospital-a", "data": HEALTH_DATA},
+        {"eventId": "e-2", "sourceKey": "hospital-b", "data": HEALTH_DATA},
+    ]
+
+    raised = _run_publish(app, events, Retry, id="t-3", retries=0)
+
+    (options,) = sent
+    assert [e["eventId"] for e in options["args"][0]] == ["e-2"]
+    assert options["kwargs"] == {"atomic": False, "mode": "bulk"}
+    assert options["argsrepr"] == "([e-2],)"
+    assert "hospital-b: 0 accepted, 0 duplicates, 0 refused, 1 waiting (OOM)" in str(raised)
+    assert "Jane" not in str(raised)
+
+
+def test_publish_hands_its_message_back_when_the_broker_refuses_the_retry(
+    app: IngestCelery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery rejects the message without requeueing it when it cannot send the retry (the same
+    Redis out of memory): the events would be dropped. The task asks for a requeue instead."""
+    monkeypatch.setattr(app, "deps", lambda: object())
+    monkeypatch.setattr("worker.publisher.publish", _incomplete)
+
+    def broker_full(*args: Any, **kwargs: Any) -> Any:
+        raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(app, "send_task", broker_full)
+
+    raised = _run_publish(
+        app, [{"eventId": "e-2", "data": HEALTH_DATA}], Reject, id="t-4", retries=2
+    )
+
+    assert isinstance(raised, Reject)
+    assert raised.requeue is True  # type: ignore[attr-defined]
+    assert "Jane" not in repr(raised.reason)  # type: ignore[attr-defined]
+
+
+def test_publish_retries_what_it_does_not_know_instead_of_failing(
+    app: IngestCelery, monkeypatch: pytest.MonkeyPatch, sent: list[dict[str, Any]]
+) -> None:
+    def script_bug(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ResponseError("ERR user_script:40: attempt to index a nil value")
+
+    monkeypatch.setattr("worker.publisher.publish", script_bug)
+    events = [{"eventId": "e-1", "data": HEALTH_DATA}]
+
+    _run_publish(app, events, Retry, id="t-5", retries=0)
+
+    (options,) = sent
+    assert options["args"][0] == events
+    assert options["countdown"] == app.ingest_settings.publish_retry_base_ms / 1000
+
+
+def test_retry_delay_doubles_from_the_settings_base_up_to_its_cap() -> None:
+    settings = IngestSettings(publish_retry_base_ms=100, publish_retry_cap_ms=700)
+    delays = [retry_delay_s(settings, n) for n in range(10)]
+
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.7]
+    assert max(delays) == 0.7
     assert delays == sorted(delays)
+    assert retry_delay_s(settings, 10**6) == 0.7

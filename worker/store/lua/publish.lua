@@ -7,6 +7,8 @@
 --          (the members of an atomic batch `ab` are contiguous)
 -- ARGV[2i], ARGV[2i+1]  the stored parts of events[i]: its JSON without data and contained, and
 --          the JSON object of those two
+-- A ref the event defines is written without a TTL (it gets the results TTL when its CREATE is
+-- final), and an event hash of pending work has none either.
 -- Returns  three strings per event: 'ok', group, seq | 'dup', assigned id, status |
 --          'err', field, reason (the refused event is dead-lettered here, stage publish)
 --
@@ -24,8 +26,21 @@ local out = {}
 local events = cfg.events
 local added = 0
 
+-- Every read that a damaged key can fail (WRONGTYPE) runs before the first write, so such an
+-- error leaves nothing half-written: the caller publishes each event alone to find the one at
+-- fault. What is read is kept until this script writes it.
+local seen, refs_now = {}, {}
+for _, ev in ipairs(events) do
+  seen[ev.e] = redis.call('HMGET', P .. 'ev:' .. ev.e, 'st', 'stage', 'aid')
+  for _, named in ipairs({as_list(ev.rd), as_list(ev.ru)}) do
+    for ref in pairs(named) do
+      if refs_now[ref] == nil then refs_now[ref] = redis.call('GET', P .. 'ref:' .. ref) end
+    end
+  end
+end
+
 local function known(eid)
-  local h = redis.call('HMGET', P .. 'ev:' .. eid, 'st', 'stage', 'aid')
+  local h = seen[eid] or redis.call('HMGET', P .. 'ev:' .. eid, 'st', 'stage', 'aid')
   if h[1] and not (h[1] == 'dead_lettered' and h[2] == 'publish') then
     return h[3] or '', h[1]
   end
@@ -35,13 +50,13 @@ end
 -- nil when the event's refs hold, else field, reason
 local function refs_problem(ev, pending_refs)
   for ref, id in pairs(as_list(ev.rd)) do
-    local current = pending_refs[ref] or redis.call('GET', P .. 'ref:' .. ref)
+    local current = pending_refs[ref] or refs_now[ref]
     if current and current ~= id then
       return 'ref', 'is already defined (live) for another resource of this source'
     end
   end
   for ref, id in pairs(as_list(ev.ru)) do
-    local current = pending_refs[ref] or redis.call('GET', P .. 'ref:' .. ref)
+    local current = pending_refs[ref] or refs_now[ref]
     if current ~= id then
       return 'ref', 'ref ' .. ref .. ' is no longer defined as it was when resolved; publish again'
     end
@@ -58,6 +73,7 @@ local function refuse(i, field, reason)
   dead_letter(ev.e, 'publish', err, stored_body(ARGV[2 * i], ARGV[2 * i + 1]), now,
               {sourceKey = cfg.source, publishedAt = now})
   mark_refused(ev.e, err, now, cfg.ttl)
+  seen[ev.e] = nil
 end
 
 local function apply(i)
@@ -65,6 +81,7 @@ local function apply(i)
   local key = P .. 'ev:' .. ev.e
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('DEL', key) -- a refused publish of this id is reopened from scratch
+  seen[ev.e] = nil
   local fields = {'h', ARGV[2 * i], 'd', ARGV[2 * i + 1], 'st', 'pending', 'seq', seq,
                   'g', ev.g, 'k', ev.k,
                   'tr', table.concat(as_list(ev.tr), ' '), 'b', ev.b, 'att', 0,
@@ -75,7 +92,10 @@ local function apply(i)
   if ev.rdn then fields[#fields + 1] = 'rd'; fields[#fields + 1] = ev.rdn end
   redis.call('HSET', key, unpack(fields))
   for ref, id in pairs(as_list(ev.rd)) do
-    redis.call('SET', P .. 'ref:' .. ref, id, 'EX', cfg.ttl)
+    -- no TTL while its CREATE is pending: the script that makes the CREATE final starts it
+    -- (record.lua, commit.lua), so a ref never expires under work still waiting or in flight
+    redis.call('SET', P .. 'ref:' .. ref, id)
+    refs_now[ref] = id
   end
   ready_add(ev.e, seq, ev.b, now)
   added = added + 1
