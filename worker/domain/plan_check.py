@@ -17,9 +17,10 @@ planner bug (or a hand-made plan) cannot pass by agreeing with itself:
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from api_client.models import Action
 from worker.domain.coalesce import CoalesceMode, Role, coalesce_actions, meta_carried
@@ -123,31 +124,63 @@ def order_problems(placed: Iterable[tuple[int, PlannedOp]]) -> Iterator[str]:
                 yield f"{key}: two operations interleave their events"
             if b2 <= b1:
                 yield f"{key}: the later operation is in bundle {b2}, not after bundle {b1}"
+    ends: dict[EntityKey, _End] = {}
     for key, entries in located.items():
         if not isinstance(key, RelationshipKey):
             continue
         for rb, rel in entries:
             for end in key.endpoints:
-                for xb, res in located.get(end, []):
-                    yield from _end_problems(rb, rel, xb, res)
+                if end not in located:
+                    continue
+                if end not in ends:
+                    ends[end] = _End(located[end])
+                yield from ends[end].problems(rb, rel)
 
 
-def _end_problems(rb: int, rel: PlannedOp, xb: int, res: PlannedOp) -> Iterator[str]:
-    """Rules A-D between a relationship operation and an operation on one of its ends.
+class _End:
+    """The operations on one relationship end, indexed so that rules A-D cost a few bisections
+    per relationship operation, however many operations the end has (a hot office).
 
-    The end's operation must hold only events published before the relationship's (then it goes
-    in the same bundle or an earlier one) or only events published after (then strictly later).
+    Each rule is about the end's operations on one side of a position: those that start before
+    it (prefix, by first position), those that end after it (suffix, by last position), or the
+    end's events strictly between two positions.
     """
-    r_min, r_max = rel.first_position, rel.last_position
-    where = f"{rel.key} and {res.key}"
-    if any(r_min < e.position < r_max for e in res.events):
-        yield f"{where}: an end was written between two merged relationship events (rule B)"
-    if res.first_position < r_min < res.last_position:
-        yield f"{where}: an end's operation merges events across the relationship (rule A)"
-    if xb > rb and res.first_position < r_max:
-        yield f"{where}: the end's operation holds an earlier event yet goes later (rule D)"
-    if xb <= rb and res.last_position > r_min:
-        yield f"{where}: the end's later operation goes no later than the relationship (rule C)"
+
+    def __init__(self, entries: list[tuple[int, PlannedOp]]) -> None:
+        by_first = sorted(entries, key=lambda entry: entry[1].first_position)
+        self.firsts = [op.first_position for _, op in by_first]
+        # up to each operation, by first position: the latest last position, the latest bundle
+        self.last_before = list(accumulate((op.last_position for _, op in by_first), max))
+        self.bundle_before = list(accumulate((bundle for bundle, _ in by_first), max))
+        by_last = sorted(entries, key=lambda entry: entry[1].last_position)
+        self.lasts = [op.last_position for _, op in by_last]
+        # from each operation on, by last position: the earliest bundle
+        self.bundle_after = list(accumulate((bundle for bundle, _ in reversed(by_last)), min))
+        self.bundle_after.reverse()
+        self.positions = sorted(e.position for _, op in entries for e in op.events)
+        self.key = by_first[0][1].key
+
+    def problems(self, rb: int, rel: PlannedOp) -> Iterator[str]:
+        """Rules A-D between a relationship operation (in submission `rb`) and this end.
+
+        Each operation on the end must hold only events published before the relationship's
+        (then it goes in the same submission or an earlier one) or only events published after
+        (then strictly later).
+        """
+        r_min, r_max = rel.first_position, rel.last_position
+        where = f"{rel.key} and {self.key}"
+        between = bisect_right(self.positions, r_min)
+        if between < len(self.positions) and self.positions[between] < r_max:
+            yield f"{where}: an end was written between two merged relationship events (rule B)"
+        before_min = bisect_left(self.firsts, r_min) - 1
+        if before_min >= 0 and self.last_before[before_min] > r_min:
+            yield f"{where}: an end's operation merges events across the relationship (rule A)"
+        before_max = bisect_left(self.firsts, r_max) - 1
+        if before_max >= 0 and self.bundle_before[before_max] > rb:
+            yield f"{where}: the end's operation holds an earlier event yet goes later (rule D)"
+        after_min = bisect_right(self.lasts, r_min)
+        if after_min < len(self.lasts) and self.bundle_after[after_min] <= rb:
+            yield f"{where}: the end's later operation goes no later than the relationship (rule C)"
 
 
 def validate_plan(plan: Plan, caps: PlanCaps) -> None:
