@@ -132,9 +132,12 @@ def is_merged_delete(op: PlannedOp) -> bool:
 def without_none(value: Any) -> Any:
     """`value` with every None dropped from its mappings, at any depth (tuples become lists):
     the shape a model dumps with `exclude_none`, and what Lua (which has no null) can take."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or kind is float:
+        return value  # the leaves, most values: no ABC check for them
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
         return [without_none(v) for v in value]
     return value
 
