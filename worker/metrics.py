@@ -37,6 +37,7 @@ from worker.logging import get_logger
 from worker.pauses import PauseKind
 from worker.results import Backlog, backlog
 from worker.store import Store, keys
+from worker.store.profiles import UNREADABLE_FIELD
 
 __all__ = [
     "BACKLOG_METRIC",
@@ -86,6 +87,11 @@ _CATALOGUE: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
         ("source", "kind"),
     ),
     "dead_letters": ("Entries in the dead-letter stream (replay and purge remove them).", _SOURCE),
+    "profiles_unreadable": (
+        "1 while the source's profiles cannot be read from the Registry: publish goes on "
+        "without pre-validation for it.",
+        _SOURCE,
+    ),
     "scrape_duration_seconds": ("How long this scrape took to read Redis.", ()),
 }
 """Every metric (without the prefix): its help and its label names."""
@@ -152,6 +158,10 @@ class BacklogCollector(Collector):
         for source, count in sorted(read.dead_letters.items()):
             letters.add_metric([source], count)
         yield letters
+        unreadable = _family("profiles_unreadable")
+        for source, marked in sorted(read.profiles_unreadable.items()):
+            unreadable.add_metric([source], int(marked))
+        yield unreadable
         yield _family("scrape_duration_seconds", self._clock() - started)
 
     def _note_redis(self, *, up: bool, error: str = "") -> None:
@@ -170,22 +180,32 @@ class _Read:
     backlog: Backlog
     dead_letters: dict[str, int] = field(default_factory=dict)
     ticking: bool = False
+    profiles_unreadable: dict[str, bool] = field(default_factory=dict)
 
 
 def _read(store: Store) -> _Read:
-    """The backlog (`results.backlog`, three round trips), then the dead letters and the ticker's
-    key (one more)."""
+    """The backlog (`results.backlog`, three round trips), then the dead letters, the ticker's
+    key and the sources' unreadable-profiles marks (one more)."""
     current = backlog(store)
-    streams = list(dict.fromkeys([*sorted(current.sources), keys.INVALID_SOURCE]))
+    sources = sorted(current.sources)
+    streams = list(dict.fromkeys([*sources, keys.INVALID_SOURCE]))
     pipe = store.client.pipeline(transaction=False)
     for source in streams:
         pipe.xlen(keys.SourceKeys(source).dlq)
     pipe.exists(keys.BACKLOG)
+    for source in sources:
+        pipe.hexists(keys.profile_versions_key(source), UNREADABLE_FIELD)
     answers = pipe.execute()
+    letters, ticking, marks = (
+        answers[: len(streams)],
+        answers[len(streams)],
+        answers[len(streams) + 1 :],
+    )
     return _Read(
         backlog=current,
-        dead_letters={s: int(n) for s, n in zip(streams, answers[:-1], strict=True)},
-        ticking=bool(answers[-1]),
+        dead_letters={s: int(n) for s, n in zip(streams, letters, strict=True)},
+        ticking=bool(ticking),
+        profiles_unreadable={s: bool(m) for s, m in zip(sources, marks, strict=True)},
     )
 
 

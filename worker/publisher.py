@@ -1,8 +1,10 @@
 """`publish(events)`: validate, assign ids, resolve refs, and append to each source's ready log.
 
-Costs at most two round trips per source whatever the call's size: a pipelined read of the refs and
-of the ids of id-less CREATEs it names (skipped when there are none), then one pipeline holding
-the `publish.lua` call of every source and the dead letters. Invalid
+Costs at most three round trips per call whatever its size (more only to read or compile profiles
+not cached or not compiled yet): a pipelined read of the cached profile versions of the sources it
+names (`publish_profiles`), a pipelined read of the refs and of the ids of id-less CREATEs it names
+(skipped when there are none), then one pipeline holding the `publish.lua` call of every source
+and the dead letters. Events off their source's profiles are refused like invalid ones. Invalid
 events come back as per-event errors (and are dead-lettered before this returns) while the valid
 ones go in. `atomic=True` makes the whole call one atomic batch: refused as a whole, with the
 reason, when any event is invalid or the batch could not travel as one bundle.
@@ -32,13 +34,16 @@ from worker.domain.grouping import named_group
 from worker.domain.keys import key_of, resources_touched
 from worker.ids import new_id as default_new_id
 from worker.logging import get_logger
+from worker.profile_reader import ProfileReader, reader_for
 from worker.publish_batches import check_batches, make_one_batch, refuse_batches_in_bulk
 from worker.publish_entry import Entry
+from worker.publish_profiles import check_profiles
 from worker.publish_refs import resolve_refs
 from worker.publish_report import PublishIncompleteError, PublishReport, build_report
 from worker.publish_writes import Written, error_code, is_transient, write_parts
 from worker.store import InvalidEntry, Store
 from worker.store.keys import INVALID_SOURCE
+from worker.store.profiles import ProfileCache
 from worker.store.records import PublishItem, PublishReply
 from worker.store.reopening import publish_reopening
 
@@ -57,14 +62,16 @@ class _Context:
     store: Store
     now_ms: Callable[[], int]
     new_id: Callable[[], str]
+    profiles: ProfileReader | None
 
 
 def _context(target: Deps | Store) -> _Context:
     if isinstance(target, Store):
         import time
 
-        return _Context(target, lambda: int(time.time() * 1000), default_new_id)
-    return _Context(target.store, target.now_ms, target.new_id)
+        reader = reader_for(target.settings)
+        return _Context(target, lambda: int(time.time() * 1000), default_new_id, reader)
+    return _Context(target.store, target.now_ms, target.new_id, target.profiles)
 
 
 def publish(
@@ -127,6 +134,7 @@ def _publish(
         else:
             entry.event = result
     _mark_repeats(entries)
+    _check_profiles(ctx, entries, now_ms)
     if mode == "bulk":
         refuse_batches_in_bulk(entries, whole_call=atomic)
     elif atomic:
@@ -153,6 +161,22 @@ def _publish(
     sent = {s: [e for e in members if not e.problems] for s, members in by_source.items()}
     written = write(ctx.store, {s: batch for s, batch in items.items() if batch}, invalid, now_ms)
     return _settle(ctx.store, entries, sent, written, now_ms)
+
+
+def _check_profiles(ctx: _Context, entries: Sequence[Entry], now_ms: int) -> None:
+    """Refuse what the source's profiles refuse (docs/pipeline.md, "Profiles at publish")."""
+    try:
+        check_profiles(
+            ProfileCache(ctx.store.client), ctx.profiles, ctx.store.settings, entries, now_ms
+        )
+    except redis.RedisError as exc:
+        if not is_transient(exc):
+            raise
+        waiting = {e.index for e in entries}
+        sources = {e.source or INVALID_SOURCE for e in entries}
+        raise _incomplete(
+            entries, PublishReport(), waiting, dict.fromkeys(sources, error_code(exc))
+        ) from exc
 
 
 def _plain_publish(

@@ -137,6 +137,19 @@ class IngestSettings(BaseSettings):
     pause_cap_ms: int = Field(default=300_000, ge=1)
     """Longest pause of a source (backoff and `Retry-After` alike)."""
 
+    # -- profiles (pre-validation at publish) ----------------------------------------------------
+    profile_validation: bool = True
+    """Whether publish judges each event against its source's profiles (read from the Registry
+    and cached in Redis) and refuses what the Registry would refuse as off-profile."""
+    profile_ttl_s: int = Field(default=300, ge=1)
+    """How long a profile or relationship definition read from the Registry is trusted before
+    it is read again (a refusal is always checked against a fresh read first)."""
+    profile_retry_ms: int = Field(default=60_000, ge=1)
+    """After a source's profiles could not be read, how long publish goes on without
+    pre-validation for it before trying again."""
+    profile_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    """The budget of one profile read (one attempt, no retry: publish never waits long for it)."""
+
     # -- results ---------------------------------------------------------------------------------
     results_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long finished outcomes, refs and event ids (the dedupe window) are kept."""
@@ -254,6 +267,25 @@ class IngestSettings(BaseSettings):
     def bulk_caps(self) -> BulkCaps:
         """The limits of one bulk request."""
         return BulkCaps(max_operations=self.max_bulk_ops, max_bytes=self.max_bulk_bytes)
+
+    def profile_client_config(self) -> ClientConfig:
+        """The configuration of the client that reads profiles: one attempt within
+        `profile_timeout_s`, a throttle answered at once.
+
+        Raises:
+            SettingsError: no API key is configured.
+        """
+        budget = self.profile_timeout_s
+        retry = RetryPolicy(max_attempts=1, deadline_s=budget, on_throttle="return")
+        return self.client_config().model_copy(
+            update={
+                "connect_timeout_s": budget,
+                "read_timeout_s": budget,
+                "write_timeout_s": budget,
+                "pool_timeout_s": budget,
+                "retry": retry,
+            }
+        )
 
     def client_config(self) -> ClientConfig:
         """The Registry client's configuration: one request ends within `http_deadline_s`.

@@ -13,6 +13,7 @@ import redis
 from api_client import RegistryClient
 from worker.domain.bulk import BulkCaps
 from worker.ids import IdSource
+from worker.profile_reader import ProfileReader, RegistryProfileReader
 from worker.settings import IngestSettings
 from worker.store import Store
 
@@ -50,9 +51,18 @@ class Deps:
     bulk_caps: BulkCaps = field(default_factory=BulkCaps)
     """Limits of one bulk request (a round reads at most `flush_read_limit` events anyway)."""
     nudge: Nudge = _no_nudge
+    profiles: ProfileReader | None = None
+    """Reads profiles for publish's pre-validation (one attempt, short); None: only what is
+    cached in Redis is used."""
 
     def __repr__(self) -> str:
         return f"Deps(base_url={self.settings.base_url!r})"
+
+    def close(self) -> None:
+        """Close the Registry clients' pools (the Redis client belongs to whoever gave it)."""
+        self.client.close()
+        if self.profiles is not None:
+            self.profiles.close()
 
 
 def build_deps(
@@ -62,20 +72,26 @@ def build_deps(
     transport: httpx.BaseTransport | None = None,
     nudge: Nudge = _no_nudge,
 ) -> Deps:
-    """The production `Deps`: a Redis client from `settings.redis_url` (unless given) and a
-    `RegistryClient` whose HTTP pool opens on its first request; `nudge` sends work now (the
+    """The production `Deps`: a Redis client from `settings.redis_url` (unless given), a
+    `RegistryClient` whose HTTP pool opens on its first request, and one that reads profiles
+    (one attempt within `profile_timeout_s`) for publish; `nudge` sends work now (the
     Celery app's messages) rather than at the ticker's next look.
 
     Raises:
         worker.settings.SettingsError: no API key is configured.
     """
     client = redis if redis is not None else _redis_client(settings)
+    profiles = None
+    if settings.profile_validation:
+        reader_client = RegistryClient(settings.profile_client_config(), transport=transport)
+        profiles = RegistryProfileReader(reader_client)
     return Deps(
         settings=settings,
         store=Store(client, settings),
         client=RegistryClient(settings.client_config(), transport=transport),
         bulk_caps=settings.bulk_caps(),
         nudge=nudge,
+        profiles=profiles,
     )
 
 

@@ -71,7 +71,9 @@ from worker.flow.planning import PlannedBundle, plan_events
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
 from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import plan_caps_for, shrink_bundles
+from worker.publish_profiles import drop_refused_types
 from worker.store.pauses import GateAnswer
+from worker.store.profiles import ProfileCache
 from worker.store.records import EventOutcomeRecord
 
 __all__ = [
@@ -205,6 +207,11 @@ def _record(
         counts.lost_claim += 1
         _log.warning("bundle.record_refused", source=source, bundle=claimed.bundle_id)
         return Step.LOST
+    drop_refused_types(
+        ProfileCache(deps.store.client),
+        source,
+        (o.error.message for o in outcomes.outcomes if o.error is not None),
+    )
     counts.recorded += 1
     counts.events_final += result.finals
     counts.events_rebuffered += result.rebuffered

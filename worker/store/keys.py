@@ -239,3 +239,21 @@ the cap is back to `max_bundle_ops`, since from then on it says nothing."""
 def shrink_key(source: str) -> str:
     """The source's shrunk bundle cap and when it was shrunk, `cap:shrunkAtMs` (string)."""
     return prefix(source) + SHRINK
+
+
+PROFILE_VERSIONS: Final = "pv"
+"""Suffix of a source's cached profile versions (hash, see `worker/store/profiles.py`)."""
+PROFILE_BODIES: Final = "pb"
+"""Suffix of a source's cached profile bodies (hash, see `worker/store/profiles.py`)."""
+
+
+def profile_versions_key(source: str) -> str:
+    """`p:<key>` / `r:<key>` (profile / relationship definition) -> `<version>:<readAtMs>`, the
+    version `-` for a key the source does not have; `!` -> `<triedAtMs>:<reason>` while the
+    source's profiles cannot be read (hash; expires twice the profile TTL after its last write)."""
+    return prefix(source) + PROFILE_VERSIONS
+
+
+def profile_bodies_key(source: str) -> str:
+    """`p:<key>` / `r:<key>` -> the body as the Registry served it, JSON (hash; same TTL)."""
+    return prefix(source) + PROFILE_BODIES

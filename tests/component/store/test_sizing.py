@@ -39,7 +39,7 @@ def deps_factory(client: redis.Redis, redis_url: str) -> Iterator[Any]:
 
     yield make
     for deps in made:
-        deps.client.close()
+        deps.close()
         deps.store.client.close()
 
 

@@ -123,6 +123,6 @@ def harness_factory(redis_url: str) -> Iterator[HarnessFactory]:
 
     yield make
     for harness in made:
-        harness.deps.client.close()
+        harness.deps.close()
         harness.deps.store.client.close()
         harness.server.stop()

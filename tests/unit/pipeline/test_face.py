@@ -50,4 +50,4 @@ def test_face_build_deps_connects_to_nothing_and_shows_no_secret():
     )
     assert KEY not in shown
     assert PASSWORD not in shown
-    deps.client.close()
+    deps.close()

@@ -144,7 +144,7 @@ def test_settings_bulk_caps_are_read_from_their_variables_and_reach_the_deps():
 
     assert settings.bulk_caps() == BulkCaps(max_operations=7, max_bytes=4096)
     assert deps.bulk_caps == settings.bulk_caps()
-    deps.client.close()
+    deps.close()
 
 
 @pytest.mark.parametrize(
