@@ -229,3 +229,17 @@ def test_profiles_readable_again_clear_the_mark_and_validation_resumes(
     assert not client.hexists(profile_versions_key(SOURCE), UNREADABLE_FIELD)
     version = str(client.hget(profile_versions_key(SOURCE), "p:office")).split(":")[0]
     assert COMPILED.get("p", "office", version) is not None
+
+
+def test_a_superseded_off_profile_event_is_refused_at_publish_not_coalesced(
+    harness_factory: HarnessFactory,
+) -> None:
+    harness = harness_factory()
+    report = harness.publish(
+        [office("first", "o1", {"name": "A", "UNKNOWN": 1}), office("latest", "o1", {"name": "B"})]
+    )
+
+    assert [(e.event_id, e.problems[0].field) for e in report.errors] == [("first", "data.UNKNOWN")]
+    harness.drain()
+    assert event_status(harness.deps.store, "first").status == "dead_lettered"
+    assert event_status(harness.deps.store, "latest").status == "applied"
