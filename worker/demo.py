@@ -96,6 +96,7 @@ def run_demo(out: Callable[[str], None] = print) -> int:
                     return _run(out, deps, workers, app)
                 finally:
                     workers.stop()
+                    deps.close()
                     deps.store.client.close()
         except StackError as exc:
             out(f"demo: {exc}")

@@ -39,7 +39,8 @@ def test_run_demo_drains_the_stream_and_reports_every_outcome() -> None:
     assert re.search(r"1 bundle request, [1-9]\d* reads of the Registry \(read-back\), 0 ev", out)
     assert "pending" not in out.split("3. What became of every event")[1].split("Registry")[0]
     assert "ALREADY_EXISTS: record with id 'o-1' already exists" in out
-    assert "additionalProperties 'UNKNOWN' not allowed" in out
-    assert "demo-unknown-property: applied on attempt 2, under the same event id" in out
+    # off its profile: refused at publish, never sent
+    assert "demo-unknown-property: data.UNKNOWN: is not a property of the profile" in out
+    assert "demo-unknown-property: applied on attempt 1, under the same event id" in out
     assert "clinia-ingest status demo-office-1: applied" in out
     assert NOT_YET in out
