@@ -97,6 +97,7 @@ def deps(settings: IngestSettings) -> Iterator[Deps]:
     """The test process's own dependencies (to publish and to read outcomes)."""
     built = build_deps(settings)
     yield built
+    built.close()
     built.store.client.close()
 
 

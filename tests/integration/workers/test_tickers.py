@@ -96,6 +96,7 @@ def test_three_tickers_dispatch_each_due_planning_once(redis_url: str) -> None:
     assert len(failed) > 3 * TICKERS  # each ticker ticked many times
     for ticker in tickers:
         ticker.close()
+    publisher.close()
     publisher.store.client.close()
 
 
@@ -131,6 +132,7 @@ def test_ticker_dispatches_a_planning_again_once_its_lease_ends(redis_url: str) 
     wait_for(lambda: ticker.tick().sent, timeout_s=5.0)
     assert time.monotonic() - taken_at >= 0.25
     assert sent == [["hospital-a", ["*"]], ["hospital-a", ["*"]]]
+    deps.close()
     deps.store.client.close()
 
 
@@ -162,4 +164,5 @@ def test_ticker_repeats_an_unhandled_planning_with_a_doubling_lease(redis_url: s
     assert all(gap >= LEASE_MS * 0.9 for gap in gaps_ms), gaps_ms
     assert gaps_ms[2] >= 3.5 * LEASE_MS, gaps_ms
     assert deps.store.client.hget("ingest:{hospital-a}:stats", "rehanded") == str(len(sent_at) - 1)
+    deps.close()
     deps.store.client.close()
