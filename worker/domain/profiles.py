@@ -381,7 +381,7 @@ class CompiledCache:
         compiled = compile_profile(key, body) if kind == "p" else compile_definition(key, body)
         if len(self._entries) >= self.limit:
             for old in list(self._entries)[: self.limit // 2]:
-                del self._entries[old]
+                self._entries.pop(old, None)  # another thread may have dropped it already
         self._entries[(kind, key, version)] = compiled
         return compiled
 

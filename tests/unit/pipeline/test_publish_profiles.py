@@ -10,7 +10,7 @@ import pytest
 
 from emulator.profiles import default_profiles, default_relationship_definitions
 from worker.domain.events import ChangeEvent, parse_event
-from worker.domain.profiles import MISSING
+from worker.domain.profiles import MISSING, CompiledCache, profile_version
 from worker.profile_reader import Fetched, Unreadable
 from worker.publish_entry import Entry
 from worker.publish_profiles import check_profiles, drop_refused_types
@@ -171,3 +171,14 @@ def test_an_invalid_schema_refusal_drops_that_types_cached_versions(cache: Profi
 
     assert not cache.client.hexists(key, "p:office")
     assert cache.client.hexists(key, "p:provider")
+
+
+def test_the_compiled_cache_compiles_a_version_once_and_stays_bounded() -> None:
+    compiled = CompiledCache(limit=4)
+    first = compiled.compile("p", "office", CLINIC)
+    assert compiled.compile("p", "office", dict(CLINIC)) is first
+    for n in range(6):
+        compiled.compile("p", f"k{n}", {**CLINIC, "description": str(n)})
+    assert compiled.get("p", "k5", profile_version({**CLINIC, "description": "5"})) is not None
+    assert compiled.get("p", "office", profile_version(CLINIC)) is None  # the oldest went first
+    assert len(compiled._entries) <= 4
