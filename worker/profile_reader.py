@@ -15,6 +15,7 @@ missing, and publish then goes on without pre-validation rather than refuse on a
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass
@@ -108,6 +109,15 @@ def reader_for(settings: IngestSettings) -> RegistryProfileReader | None:
         if key not in _readers:
             _readers[key] = (settings, _build(settings))
         return _readers[key][1]
+
+
+@atexit.register
+def _close_readers() -> None:
+    """Close this process's readers' pools at exit (a forked child's belong to its parent)."""
+    with _lock:
+        for (pid, _), (_, reader) in _readers.items():
+            if reader is not None and pid == os.getpid():
+                reader.close()
 
 
 def _build(settings: IngestSettings) -> RegistryProfileReader | None:
