@@ -47,21 +47,68 @@ class Store(StorePublish, StoreReads, StoreSizing):
     # -- planning -------------------------------------------------------------------------------
 
     def read_ready(
-        self, source: str, *, token: str, lease_ms: int, limit: int, max_bytes: int
+        self,
+        source: str,
+        *,
+        token: str,
+        lease_ms: int,
+        limit: int,
+        max_bytes: int,
+        chunk: int | None = None,
     ) -> ReadRound:
-        """Take the source's planning lease and read the head of its ready log (read.lua).
+        """Take the source's planning lease and read the head of its ready log (read.lua), in
+        calls of at most `chunk` events (the settings' `flush_read_chunk` unless given).
 
         Returns:
             The events (seq order), or `busy` when another planner holds the lease.
         """
-        arguments = {"token": token, "lease": lease_ms, "limit": limit, "max_bytes": max_bytes}
-        reply = self._run(self._scripts.read, source, compact(arguments))
-        meta = json.loads(text(reply[0]))
+        arguments: dict[str, Any] = {"token": token, "lease": lease_ms, "limit": limit,
+                                     "max_bytes": max_bytes,
+                                     "chunk": chunk or self.settings.flush_read_chunk}  # fmt: skip
+        meta, events = self._read_call(source, arguments)
         if meta.get("busy"):
             return ReadRound(busy=True)
+        slow = dict(meta.get("slow") or {})
+        after_delete = set(meta.get("after_delete") or ())
+        virtual = dict(meta.get("virtual") or {})
+        while meta.get("chunk") and events:
+            arguments.update(after=events[-1].seq, read=len(events), bulk=int(bool(meta["bulk"])),
+                             bytes=sum(e.size for e in events))  # fmt: skip
+            more, read = self._read_call(source, arguments)
+            if more.get("busy"):  # the lease expired meanwhile: commit.lua will find it lost
+                break
+            events += read
+            meta.update(more=more.get("more"), chunk=more.get("chunk"))
+            slow.update(more.get("slow") or {})
+            after_delete.update(more.get("after_delete") or ())
+            virtual.update(more.get("virtual") or {})
+        return ReadRound(
+            events=tuple(events),
+            token=token,
+            epoch=int(meta.get("epoch") or 0),
+            bulk=bool(meta.get("bulk")),
+            more=bool(meta.get("more")),
+            seq=int(meta.get("seq") or 0),
+            sizing=decode_sizing(meta.get("shrink") or None),
+            slow=slow,
+            after_delete=frozenset(after_delete),
+            virtual={
+                key: tuple((str(bid), int(first)) for bid, first in held)
+                for key, held in virtual.items()
+            },
+        )
+
+    def _read_call(
+        self, source: str, arguments: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[ReadEvent]]:
+        """One call of read.lua: its meta and the events it read."""
+        reply = self._run(self._scripts.read, source, compact(arguments))
+        meta: dict[str, Any] = json.loads(text(reply[0]))
+        if meta.get("busy"):
+            return meta, []
         rows = json.loads(text(reply[1]))
         contents = [text(c) for c in reply[2:]]
-        events = tuple(
+        events = [
             ReadEvent(
                 event_id=eid,
                 seq=int(seq),
@@ -76,22 +123,8 @@ class Store(StorePublish, StoreReads, StoreSizing):
             for (eid, seq, head, no_merge, entity, resources, _batch, group, size), content in zip(
                 rows, contents, strict=True
             )
-        )
-        return ReadRound(
-            events=events,
-            token=token,
-            epoch=int(meta.get("epoch") or 0),
-            bulk=bool(meta.get("bulk")),
-            more=bool(meta.get("more")),
-            seq=int(meta.get("seq") or 0),
-            sizing=decode_sizing(meta.get("shrink") or None),
-            slow=dict(meta.get("slow") or {}),
-            after_delete=frozenset(meta.get("after_delete") or ()),
-            virtual={
-                key: tuple((str(bid), int(first)) for bid, first in held)
-                for key, held in (meta.get("virtual") or {}).items()
-            },
-        )
+        ]
+        return meta, events
 
     def commit(
         self,

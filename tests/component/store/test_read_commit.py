@@ -176,6 +176,33 @@ def test_read_reads_an_atomic_batch_at_the_head_whole_past_both_limits(store):
     assert (ids(round_), round_.more) == (["m1", "m2", "m3"], True)
 
 
+def test_a_round_reads_in_calls_of_at_most_chunk_events_never_cutting_a_batch(store, client, names):
+    # Given 9 events, an atomic batch of 3 from the 3rd
+    singles = [resource(id_=f"p{10 + i}", eid=f"s{i}") for i in range(6)]
+    put(store, *singles[:2], *batch("m1", "m2", "m3"), *singles[2:])
+    calls: list[int] = []
+    one_call = store._read_call
+
+    def counted(source: str, arguments: Any) -> Any:
+        meta, events = one_call(source, arguments)
+        calls.append(len(events))
+        return meta, events
+
+    store._read_call = counted
+
+    # When a round of at most 8 events reads in calls of at most 2
+    round_ = store.read_ready(SOURCE, token="t1", lease_ms=LEASE, limit=8, max_bytes=10**6, chunk=2)
+
+    # Then it reads what one call would, in 4 calls (2, the batch whole, 2, 1), under one lease
+    assert ids(round_) == ["s0", "s1", "m1", "m2", "m3", "s2", "s3", "s4"]
+    assert round_.more
+    assert calls == [2, 3, 2, 1]
+    assert client.get(names.plan_lock) == "t1"
+    assert client.hget(names.stats, "read") == "8"
+    assert commit(store, round_) == {}
+    assert client.get(names.plan_lock) is None
+
+
 def test_read_plans_one_kind_of_request_per_round(store):
     bulk = [
         item(resource(id_="p2", eid="b1"), bulk=True),
