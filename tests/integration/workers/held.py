@@ -48,6 +48,11 @@ def wait_held(emulator: Emulator, workers: Workers, count: int = 1) -> None:
         raise AssertionError(f"{found} of {count} requests held\n{workers.logs()}") from None
 
 
+def polls_in_flight(emulator: Emulator) -> set[str]:
+    """The task ids whose GET the emulator is handling now."""
+    return set(emulator.admin("GET", "/concurrency")["current"])
+
+
 @dataclass(frozen=True)
 class Held:
     """A bundle record as the killed worker left it."""

@@ -35,6 +35,7 @@ from tests.integration.workers.held import (
     hold_rule,
     left_records,
     logged_with_fault,
+    polls_in_flight,
     records,
     taken_over,
     wait_held,
@@ -79,11 +80,6 @@ def publish_stream(deps: Deps, seed: int) -> list[dict[str, Any]]:
 
 
 # -- the held request and the records it leaves ---------------------------------------------------
-
-
-def polls_in_flight(emulator: Emulator) -> set[str]:
-    """The task ids whose GET the emulator is handling now."""
-    return set(emulator.admin("GET", "/concurrency")["current"])
 
 
 def held_poll(emulator: Emulator, before: set[str]) -> set[str] | None:
