@@ -94,6 +94,7 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
         try:
             emulator = EmulatorProcess(directory, key)
             try:
+                emulator.configure({"bundle_failures": options.bundle_failures})
                 settings = IngestSettings(
                     base_url=emulator.url,
                     api_key=SecretStr(key),
@@ -107,7 +108,8 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
                     f"Benchmark: --stream {options.stream}, {options.events} events, "
                     f"{options.workers} worker process(es) per design (one pool process each); "
                     f"Redis on {redis_server.url}, the emulator on {emulator.url} (synchronous "
-                    f"answers); {os.cpu_count()} CPUs, load average {load_start[0]:.2f}"
+                    f"answers, a refused bundle reports {_reports(options)}); {os.cpu_count()} "
+                    f"CPUs, load average {load_start[0]:.2f}"
                 )
                 try:
                     report = _runs(stack)
@@ -121,6 +123,13 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
     report.load_start = load_start
     report.load_end = os.getloadavg()
     return report
+
+
+def _reports(options: Options) -> str:
+    """What a refused bundle reports, under the emulator's `bundle_failures`."""
+    if options.bundle_failures == "all":
+        return "every failing operation"
+    return "its first failing operation"
 
 
 def _runs(stack: Stack) -> Report:

@@ -65,6 +65,9 @@ def build_parser(prog: str = "clinia-ingest bench") -> argparse.ArgumentParser:
         help=f"events that warm each design's workers (default {DEFAULTS.warmup_events})")
     add("--latency-s", type=float, default=DEFAULTS.latency_s,
         help=f"seconds of the latency run; 0 skips it (default {DEFAULTS.latency_s:.0f})")
+    add("--bundle-failures", choices=["first", "all"], default=DEFAULTS.bundle_failures,
+        help="a refused bundle reports its first failing operation, or all of them (the "
+             f"emulator's switch; default {DEFAULTS.bundle_failures})")
     add("--memory", action="store_true",
         help="add the memory runs (long; see below)")
     add("--memory-small", type=_at_least(10), default=DEFAULTS.memory_small,
@@ -93,6 +96,7 @@ def parse_options(argv: Sequence[str] | None, prog: str = "clinia-ingest bench")
         publish_batch=args.publish_batch,
         warmup_events=args.warmup_events,
         latency_s=args.latency_s,
+        bundle_failures=args.bundle_failures,
         memory=args.memory,
         memory_small=args.memory_small,
         memory_large=args.memory_large,

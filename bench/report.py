@@ -57,10 +57,14 @@ def render(report: Report) -> list[str]:
 def _stream_line(report: Report) -> str:
     options = report.options
     size = f"events of about {options.payload_bytes} B" if options.payload_bytes else "small events"
+    refusals = ""
+    if options.stream == "faulty" or options.bundle_failures != "first":
+        refusals = f"; the emulator's bundle_failures: {options.bundle_failures}"
     return (
         f"Stream {options.stream}: {options.events} events over {report.sources} source(s), "
         f"{report.providers} providers and {report.offices} offices named, {size}, seed "
         f"{options.seed}; {options.workers} worker process(es) per design, one pool process each"
+        f"{refusals}"
     )
 
 

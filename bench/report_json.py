@@ -31,6 +31,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "workers": options.workers,
         "seed": options.seed,
         "payload_bytes": options.payload_bytes,
+        "bundle_failures": options.bundle_failures,
         "sources": report.sources,
         "providers": report.providers,
         "offices": report.offices,

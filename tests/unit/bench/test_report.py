@@ -121,6 +121,8 @@ def test_faulty_targets_and_the_cost_of_its_failing_events() -> None:
     assert report.extra_requests_per_failing_event == pytest.approx(0.8)
     assert any("extra Registry requests per refused event: 0.80" in line for line in lines)
     assert any(line.startswith("ours, without the failing events ") for line in lines)
+    assert lines[0].endswith("; the emulator's bundle_failures: first")
+    assert not render(_report("wide"))[0].endswith("bundle_failures: first")
     figures = to_json(report)
     assert (figures["failing_events"], figures["extra_requests_per_refused_event"]) == (25, 0.8)
     assert figures["ours_without_failing"]["http_requests"] == 19
