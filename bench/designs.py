@@ -184,7 +184,6 @@ def publish_in_batches(stack: Stack, events: Sequence[Event]) -> dict[str, str]:
     assigned: dict[str, str] = {}
     size = stack.options.publish_batch
     for start in range(0, len(events), size):
-        # an event refused here is dead-lettered at publish: check_failures counts it
         report = worker.publish(events[start : start + size], store=stack.store)
         if report.duplicates:
             raise BenchError(f"{len(report.duplicates)} events were already published")
