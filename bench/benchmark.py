@@ -3,7 +3,9 @@
 In order, against the emulator in its own process (synchronous answers) and a private
 redis-server: one task per event, then ours, each on K warm workers (`bench.runs`); on ours'
 warm workers, the latency run at half its peak (`bench.latency`); then, when asked, the memory
-runs (`bench.memory_runs`). The hot stream's chain bound is computed first (`bench.chain`).
+runs (`bench.memory_runs`). The hot stream's chain bound is computed first (`bench.chain`). A
+stream with failing events (`faulty`) is also run by ours without them, on the same warm
+workers, so that what the failures cost in requests is measured, not guessed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.latency import Latency, latency_run
 from bench.memory_runs import MemoryPair, memory_runs
 from bench.options import PROFILE, Options
 from bench.runs import Run, crew, measure
-from bench.shapes import make_stream
+from bench.shapes import make_stream, without_failures
 from bench.stack import BenchError, EmulatorProcess, Stack
 
 
@@ -42,6 +44,10 @@ class Report:
     ours: Run
     latency: Latency | None
     memory: list[MemoryPair] = field(default_factory=list)
+    failing: int = 0
+    """Events of the measured stream that fail one by one (dead-lettered, exactly those)."""
+    ours_clean: Run | None = None
+    """Ours on the same stream without its failing events, when it has some."""
     cpus: int = 0
     load_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -57,6 +63,14 @@ class Report:
         """Ours / one task per event, worker CPU (pool + main) per event."""
         base = self.naive.worker_cpu_us
         return self.ours.worker_cpu_us / base if base > 0 else None
+
+    @property
+    def extra_requests_per_failing_event(self) -> float | None:
+        """Ours' Registry requests beyond those of the stream without its failing events, per
+        failing event."""
+        if self.ours_clean is None or self.failing == 0:
+            return None
+        return (self.ours.requests - self.ours_clean.requests) / self.failing
 
 
 def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
@@ -80,6 +94,7 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
         try:
             emulator = EmulatorProcess(directory, key)
             try:
+                emulator.configure({"bundle_failures": options.bundle_failures})
                 settings = IngestSettings(
                     base_url=emulator.url,
                     api_key=SecretStr(key),
@@ -93,7 +108,8 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
                     f"Benchmark: --stream {options.stream}, {options.events} events, "
                     f"{options.workers} worker process(es) per design (one pool process each); "
                     f"Redis on {redis_server.url}, the emulator on {emulator.url} (synchronous "
-                    f"answers); {os.cpu_count()} CPUs, load average {load_start[0]:.2f}"
+                    f"answers, a refused bundle reports {_reports(options)}); {os.cpu_count()} "
+                    f"CPUs, load average {load_start[0]:.2f}"
                 )
                 try:
                     report = _runs(stack)
@@ -107,6 +123,13 @@ def run_benchmark(options: Options, progress: Callable[[str], None]) -> Report:
     report.load_start = load_start
     report.load_end = os.getloadavg()
     return report
+
+
+def _reports(options: Options) -> str:
+    """What a refused bundle reports, under the emulator's `bundle_failures`."""
+    if options.bundle_failures == "all":
+        return "every failing operation"
+    return "its first failing operation"
 
 
 def _runs(stack: Stack) -> Report:
@@ -125,8 +148,13 @@ def _runs(stack: Stack) -> Report:
     with crew(stack, Naive(), warm_tag="warm-naive") as team:
         naive = measure(stack, team, naive_stream, "one task per event")
     del naive_stream
+    failing = len(ours_stream.failing)
     with crew(stack, Ours(), warm_tag="warm-ours") as team:
         ours = measure(stack, team, ours_stream, "ours")
+        ours_clean = None
+        if failing:
+            clean = without_failures(ours_stream, tag="clean")
+            ours_clean = measure(stack, team, clean, "ours, without the failing events")
         del ours_stream
         latency = latency_run(stack, team, ours.events_per_s) if options.latency_s > 0 else None
     memory = memory_runs(stack) if options.memory else []
@@ -141,4 +169,6 @@ def _runs(stack: Stack) -> Report:
         ours=ours,
         latency=latency,
         memory=memory,
+        failing=failing,
+        ours_clean=ours_clean,
     )

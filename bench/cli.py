@@ -24,7 +24,8 @@ EPILOG = f"""\
 Every run: both designs on the same stream (under different source keys), K workers each (one
 pool process per worker), started and warmed before the clock starts; the emulator in its own
 process (synchronous answers), a private redis-server on a free loopback port. Each run's
-Registry is compared with the events applied one by one before its figures are printed.
+Registry is compared with the events applied one by one before its figures are printed, and
+its failures (ours: dead letters) must be exactly the events that fail one by one.
 After ours, a latency run publishes at half ours' peak rate for --latency-s seconds (0 skips it).
 
 --memory adds the memory runs (long: fresh workers drain a backlog of --memory-small and one of
@@ -47,7 +48,8 @@ def build_parser(prog: str = "clinia-ingest bench") -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--stream", choices=sorted(SHAPES), default=DEFAULTS.stream,
         help="wide: thousands of entities; hot: tens of entities with long chains; fanin: every "
-             f"relationship to one office, from 10,000 groups (default {DEFAULTS.stream})")
+             "relationship to one office, from 10,000 groups; faulty: wide with 2.5%% of events "
+             f"that fail on their own (default {DEFAULTS.stream})")
     add("--events", type=_at_least(10), default=DEFAULTS.events,
         help=f"events in the measured stream (default {DEFAULTS.events})")
     add("--workers", type=_at_least(1), default=DEFAULTS.workers,
@@ -63,6 +65,9 @@ def build_parser(prog: str = "clinia-ingest bench") -> argparse.ArgumentParser:
         help=f"events that warm each design's workers (default {DEFAULTS.warmup_events})")
     add("--latency-s", type=float, default=DEFAULTS.latency_s,
         help=f"seconds of the latency run; 0 skips it (default {DEFAULTS.latency_s:.0f})")
+    add("--bundle-failures", choices=["first", "all"], default=DEFAULTS.bundle_failures,
+        help="a refused bundle reports its first failing operation, or all of them (the "
+             f"emulator's switch; default {DEFAULTS.bundle_failures})")
     add("--memory", action="store_true",
         help="add the memory runs (long; see below)")
     add("--memory-small", type=_at_least(10), default=DEFAULTS.memory_small,
@@ -91,6 +96,7 @@ def parse_options(argv: Sequence[str] | None, prog: str = "clinia-ingest bench")
         publish_batch=args.publish_batch,
         warmup_events=args.warmup_events,
         latency_s=args.latency_s,
+        bundle_failures=args.bundle_failures,
         memory=args.memory,
         memory_small=args.memory_small,
         memory_large=args.memory_large,

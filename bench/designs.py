@@ -4,20 +4,28 @@
   done when its counter in Redis reaches the stream's length.
 - `Ours`: K of our workers (`celery -A worker worker`, with the ticker); the stream published
   through `worker.publish` in batches; done when our backlog is 0 (`worker.results.backlog`).
+
+After a run, each design's failures must be exactly the events the stream fails one by one
+(`check_failures`): the writes the naive design counted failed, our dead letters (at publish or
+at record). So no event that applies alone is lost as a failure, and none that fails is hidden.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from bench import baseline
 from bench.consuming import Consumers
+from bench.shapes import Stream
 from bench.stack import BaselineWorkers, BenchError, Stack
 from bench.stream import Event
 from worker.celery_app import QUEUE
 from worker.demo_stack import Workers
+
+if TYPE_CHECKING:
+    from worker.deadletters import DeadLetter
 
 NAIVE: Final = "naive"
 OURS: Final = "ours"
@@ -37,7 +45,7 @@ class Design(Protocol):
     def reset_count(self, stack: Stack) -> None: ...
     def done(self, stack: Stack, events: int) -> bool: ...
     def where(self) -> str: ...
-    def check_failures(self, stack: Stack) -> None: ...
+    def check_failures(self, stack: Stack, stream: Stream) -> None: ...
 
 
 @dataclass
@@ -92,11 +100,11 @@ class Naive:
         counted = self.counted(self._stack) if self._stack else 0
         return f"one task per event finished {counted} of {self._expected} tasks"
 
-    def check_failures(self, stack: Stack) -> None:
-        failed = [str(line) for line in stack.client.lrange(baseline.FAILED_KEY, 0, 4)]
-        if failed:
-            count = stack.client.llen(baseline.FAILED_KEY)
-            raise BenchError(f"one task per event failed {count} writes, e.g. {'; '.join(failed)}")
+    def check_failures(self, stack: Stack, stream: Stream) -> None:
+        """The writes that failed (`<event id>: <error type>`) are the stream's failing events."""
+        lines = [str(line) for line in stack.client.lrange(baseline.FAILED_KEY, 0, -1)]
+        failed = {line.split(":", 1)[0]: line for line in lines}
+        check_failed(self.label, "failed writes", failed, stream.failing)
 
 
 class Ours:
@@ -135,24 +143,48 @@ class Ours:
             return "not started"
         return f"the backlog is still {backlog(self._stack.store).to_dict()}"
 
-    def check_failures(self, stack: Stack) -> None:
-        """Our failures are dead letters; the oracle check finds what they would change."""
+    def check_failures(self, stack: Stack, stream: Stream) -> None:
+        """The dead letters of the stream's sources are its failing events, each once."""
+        from worker.deadletters import DlqFilter, pages
+
+        where = DlqFilter(sources=tuple(stream.sources))
+        letters = [letter for page in pages(stack.store, where) for letter in page]
+        failed = {str(letter.event_id): _letter_line(letter) for letter in letters}
+        if len(failed) != len(letters):
+            raise BenchError(f"{self.label}: {len(letters)} dead letters for {len(failed)} events")
+        check_failed(self.label, "dead letters", failed, stream.failing)
+
+
+def _letter_line(letter: DeadLetter) -> str:
+    return f"{letter.event_id}: {letter.stage} {letter.error_type} {letter.message[:120]}"
+
+
+def check_failed(label: str, what: str, failed: dict[str, str], expected: Iterable[str]) -> None:
+    """Raise BenchError unless the events `failed` (event id -> a line about it) are exactly
+    `expected`: none that applies one by one, and every one that fails."""
+    wanted = frozenset(expected)
+    unexpected = sorted(set(failed) - wanted)
+    missing = sorted(wanted - set(failed))
+    problems = []
+    if unexpected:
+        examples = "; ".join(failed[e] for e in unexpected[:3])
+        problems.append(f"{len(unexpected)} events that apply one by one, e.g. {examples}")
+    if missing:
+        problems.append(f"not {len(missing)} events that fail one by one, e.g. {missing[:3]}")
+    if problems:
+        raise BenchError(f"{label}: the {what} hold " + ", and ".join(problems))
 
 
 def publish_in_batches(stack: Stack, events: Sequence[Event]) -> dict[str, str]:
-    """Publish through `worker.publish` in batches; the ids assigned to id-less CREATEs."""
+    """Publish through `worker.publish` in batches; the ids assigned to id-less CREATEs.
+
+    Events refused at publish are dead-lettered there; `Ours.check_failures` finds them."""
     import worker
 
     assigned: dict[str, str] = {}
     size = stack.options.publish_batch
     for start in range(0, len(events), size):
         report = worker.publish(events[start : start + size], store=stack.store)
-        if report.errors:
-            first = report.errors[0]
-            raise BenchError(
-                f"{len(report.errors)} events refused at publish, e.g. event {first.event_id}: "
-                f"{first.field}: {first.reason}"
-            )
         if report.duplicates:
             raise BenchError(f"{len(report.duplicates)} events were already published")
         assigned.update(report.assigned_ids)

@@ -75,6 +75,7 @@ def latency_run(stack: Stack, team: Crew, peak_per_s: float) -> Latency:
         assigned.update(publish_in_batches(stack, stream.events[start : start + batch]))
     publishing_s = time.monotonic() - started
     wait_drained(stack, team)
+    team.design.check_failures(stack, stream)
     check_oracle(stack, "latency run", stream, assigned)
     times = outcome_times_ms(stack, stream.events)
     result = Latency(

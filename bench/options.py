@@ -32,6 +32,9 @@ class Options:
     warmup_events: int = 300
     latency_s: float = 10.0
     """How long the latency run publishes at half our peak rate; 0 skips it."""
+    bundle_failures: str = "first"
+    """The emulator's `bundle_failures`: a refused bundle reports its `first` failing operation
+    (the default, as the documentation's example) or `all` of them."""
     memory: bool = False
     memory_small: int = 10_000
     memory_large: int = 200_000

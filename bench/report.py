@@ -34,7 +34,8 @@ NOTE: Final = (
 
 def render(report: Report) -> list[str]:
     """Everything printed at the end, in order."""
-    runs = [report.naive, report.ours] + [
+    clean = [report.ours_clean] if report.ours_clean is not None else []
+    runs = [report.naive, report.ours, *clean] + [
         run for pair in report.memory for run in (pair.small, pair.large) if run is not None
     ]
     return [
@@ -56,10 +57,14 @@ def render(report: Report) -> list[str]:
 def _stream_line(report: Report) -> str:
     options = report.options
     size = f"events of about {options.payload_bytes} B" if options.payload_bytes else "small events"
+    refusals = ""
+    if options.stream == "faulty" or options.bundle_failures != "first":
+        refusals = f"; the emulator's bundle_failures: {options.bundle_failures}"
     return (
         f"Stream {options.stream}: {options.events} events over {report.sources} source(s), "
         f"{report.providers} providers and {report.offices} offices named, {size}, seed "
         f"{options.seed}; {options.workers} worker process(es) per design, one pool process each"
+        f"{refusals}"
     )
 
 
@@ -99,6 +104,8 @@ def figures(report: Report) -> list[str]:
             f"is {chain.source}'s) = {chain.events_per_round_trip:.1f} events per sequential "
             "Registry round trip"
         )
+    if report.failing:
+        lines.append(_failing_line(report))
     lines.append(
         "Slowest Redis call while draining (SLOWLOG, over 1 ms): "
         + "; ".join(f"{run.label}: {_slowest(run)}" for run in (report.ours, report.naive))
@@ -121,6 +128,22 @@ def figures(report: Report) -> list[str]:
         f"{report.load_end[0]:.2f} at the end",
     ]
     return lines
+
+
+def _failing_line(report: Report) -> str:
+    events, failing = report.ours.events, report.failing
+    line = (
+        f"Events that fail one by one: {failing} of {events} ({100 * failing / events:.2f}%); "
+        "dead-lettered by ours and failed by one task per event: exactly those (checked before "
+        "the figures)"
+    )
+    extra, clean = report.extra_requests_per_failing_event, report.ours_clean
+    if extra is not None and clean is not None:
+        line += (
+            f"; extra Registry requests per refused event: {ceil(extra)} (ours: "
+            f"{report.ours.requests} requests, {clean.requests} for the same stream without them)"
+        )
+    return line
 
 
 def _slowest(run: Run) -> str:

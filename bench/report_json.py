@@ -31,6 +31,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "workers": options.workers,
         "seed": options.seed,
         "payload_bytes": options.payload_bytes,
+        "bundle_failures": options.bundle_failures,
         "sources": report.sources,
         "providers": report.providers,
         "offices": report.offices,
@@ -42,6 +43,9 @@ def to_json(report: Report) -> dict[str, Any]:
         "worker_cpu_ratio": report.worker_cpu_ratio,
         "ours": ours,
         "naive": run_json(report.naive),
+        "failing_events": report.failing,
+        "extra_requests_per_refused_event": report.extra_requests_per_failing_event,
+        "ours_without_failing": None if report.ours_clean is None else run_json(report.ours_clean),
         "chain_bound": None
         if chain is None
         else {

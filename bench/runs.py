@@ -30,7 +30,7 @@ from bench.redis_probe import (
 )
 from bench.shapes import Stream, make_stream
 from bench.stack import BenchError, Stack, wait_ready, worker_pids
-from bench.stream import State, normalized, oracle, with_ids
+from bench.stream import State, normalized, one_by_one, with_ids
 from worker.demo_stack import StackError, wait_until
 
 POLL_INTERVAL_S = 0.05
@@ -99,7 +99,7 @@ def crew(stack: Stack, design: Design, *, warm_tag: str) -> Iterator[Crew]:
         design.reset_count(stack)
         assigned = design.submit(stack, warm.events)
         _wait(stack, team, lambda: design.done(stack, len(warm.events)), design.where)
-        design.check_failures(stack)
+        design.check_failures(stack, warm)
         check_oracle(stack, f"{design.label} (warm-up)", warm, assigned)
         yield team
     finally:
@@ -135,7 +135,7 @@ def measure(stack: Stack, team: Crew, stream: Stream, label: str) -> Run:
         cpu_after = read_cpu(roles)
     requests = stack.emulator.requests_so_far() - requests_before
     slowest = watch.drain()
-    design.check_failures(stack)
+    design.check_failures(stack, stream)
     check_oracle(stack, label, stream, assigned)
     run = Run(
         label=label,
@@ -158,8 +158,18 @@ def measure(stack: Stack, team: Crew, stream: Stream, label: str) -> Run:
 
 
 def check_oracle(stack: Stack, label: str, stream: Stream, assigned: dict[str, str]) -> None:
-    """Raise BenchError unless every source of the stream holds what the oracle says."""
-    expected = oracle(with_ids(stream.events, assigned))
+    """Raise BenchError unless every source of the stream holds what the oracle says, and the
+    events that fail one by one are exactly those the stream was built to fail."""
+    run = one_by_one(with_ids(stream.events, assigned))
+    surprises = sorted(set(run.failed) ^ stream.failing)
+    if surprises:
+        first = surprises[0]
+        why = run.failed.get(first, "it applies one by one, but the stream means it to fail")
+        raise BenchError(
+            f"{label}: {len(surprises)} events fail one by one other than the stream says, "
+            f"e.g. event {first}: {why}"
+        )
+    expected = run.states
     sources = sorted(set(stream.sources) | set(expected))
     want = {source: expected.get(source) or normalized({}) for source in sources}
     got = {source: stack.emulator.state(source) for source in sources}

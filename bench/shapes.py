@@ -1,4 +1,4 @@
-"""The benchmark's three streams, each the shape of a kind of real traffic .
+"""The benchmark's streams, each the shape of a kind of real traffic.
 
 - `wide`: thousands of entities (one provider per 25 events, one office per 250), most events an
   UPSERT or a relationship office -> provider, some CREATEs (a few without an id), DELETEs of
@@ -9,6 +9,10 @@
 - `fanin`: one office that every relationship points at, from one provider per 10 events, each
   provider publishing under its own group (10,000 groups in 100,000 events): the scenario where
   one resource is referenced from more groups and events than any read limit.
+- `faulty`: the wide stream with 2.5% of its events failing on their own, of every kind: data off
+  the source's profile, a CREATE of an id that exists, a DELETE of a missing id, a relationship
+  to a missing end (`Faults`). Nothing else changes: the world does not see a failing event, so
+  the other events are the wide stream's, and they still apply.
 
 In `wide` and `hot`, producers name groups loosely (`world.GroupChoice`): no group, the entity's
 office's group, or a random group of a pool, so one entity is published under several groups
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from bench.world import (
@@ -28,7 +32,9 @@ from bench.world import (
     GroupChoice,
     Padding,
     World,
+    link_event,
     office_group,
+    resource_event,
     source_keys,
     stamped,
 )
@@ -41,6 +47,11 @@ HOT_PROVIDERS: Final = 40
 HOT_OFFICES: Final = 5
 FANIN_EVENTS_PER_GROUP: Final = 10
 """Fanin: one provider, publishing under its own group, per this many events."""
+FAULT_SHARE: Final = 0.025
+"""Faulty: this share of the events fails on its own (rounded to a whole number of events)."""
+FAULT_KINDS: Final = ("off-profile", "exists", "missing", "no-end")
+"""Faulty: the kinds of failing events, taken in turn: data off the profile, a CREATE of an id
+that exists, a DELETE of a missing id, a relationship to a missing end."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,8 @@ class Stream:
     sources: list[str]
     providers: int
     offices: int
+    failing: frozenset[str] = field(default_factory=frozenset)
+    """The ids of the events built to fail on their own (the oracle checks it is exactly those)."""
 
 
 Generator = Callable[..., Stream]
@@ -138,6 +151,18 @@ HOT_MIX: Final = _Mix(
 
 def wide(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
     """Thousands of entities, every kind of event, groups named loosely (see the module doc)."""
+    return _wide("wide", tag=tag, events=events, seed=seed, payload_bytes=payload_bytes)
+
+
+def _wide(
+    shape: str,
+    *,
+    tag: str,
+    events: int,
+    seed: int,
+    payload_bytes: int,
+    faults: Faults | None = None,
+) -> Stream:
     offices = max(2 * SOURCES, events // EVENTS_PER_OFFICE)
     cast = _cast(
         tag,
@@ -146,8 +171,9 @@ def wide(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
         pool=max(4, offices // 8),
         padding=Padding(payload_bytes),
     )
-    out = _mixed(cast, WIDE_MIX, tag=tag, events=events, seed=seed)
-    return Stream("wide", tag, out, cast.sources, len(cast.providers), offices)
+    out = _mixed(cast, WIDE_MIX, tag=tag, events=events, seed=seed, faults=faults)
+    failing = frozenset(faults.failing) if faults is not None else frozenset()
+    return Stream(shape, tag, out, cast.sources, len(cast.providers), offices, failing)
 
 
 def hot(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
@@ -163,11 +189,17 @@ def hot(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
     return Stream("hot", tag, out, cast.sources, HOT_PROVIDERS, HOT_OFFICES)
 
 
-def _mixed(cast: _Cast, mix: _Mix, *, tag: str, events: int, seed: int) -> list[Event]:
-    """`events` events drawn from `mix`, each about a random provider of the cast."""
+def _mixed(
+    cast: _Cast, mix: _Mix, *, tag: str, events: int, seed: int, faults: Faults | None = None
+) -> list[Event]:
+    """`events` events drawn from `mix`, each about a random provider of the cast; at the
+    positions `faults` takes, one of its failing events instead."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible stream, not a secret
     out: list[Event] = []
     for n in range(events):
+        if faults is not None and n in faults.positions:
+            out.append(faults.event(cast, event_id=f"{tag}-e{n + 1}"))
+            continue
         index = rng.randrange(len(cast.providers))
         source = cast.source_of(index)
         world, home = cast.worlds[source], cast.home_of(index)
@@ -194,6 +226,89 @@ def _mixed(cast: _Cast, mix: _Mix, *, tag: str, events: int, seed: int) -> list[
         group = cast.pools[source].pick(rng, office_group(home))
         out.append(stamped(event, event_id=f"{tag}-e{n + 1}", source=source, group=group))
     return out
+
+
+def faulty(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
+    """The wide stream with `FAULT_SHARE` of its events failing on their own (module doc)."""
+    return _wide("faulty", tag=tag, events=events, seed=seed, payload_bytes=payload_bytes,
+                 faults=Faults(seed, events))  # fmt: skip
+
+
+class Faults:
+    """Events that fail on their own, built from what the world holds when each is published.
+
+    Each is about an entity the rest of the stream leaves alone at that point, or one whose
+    state makes it fail whatever comes next: an off-profile write names a fresh id (nothing
+    supersedes it); a CREATE names an entity that exists; a DELETE or a relationship names a
+    provider that does not exist (then or ever: `gone-<k>` when every provider exists). The
+    world is not changed: the event fails.
+    """
+
+    def __init__(self, seed: int, events: int) -> None:
+        self.rng = random.Random(f"faults-{seed}")  # noqa: S311 - reproducible, not a secret
+        self.positions = frozenset(self.rng.sample(range(events), round(events * FAULT_SHARE)))
+        self.failing: list[str] = []
+
+    def event(self, cast: _Cast, *, event_id: str) -> Event:
+        """The next failing event, its kind taken in turn, stamped with `event_id`."""
+        rng, k = self.rng, len(self.failing)
+        index = rng.randrange(len(cast.providers))
+        source = cast.source_of(index)
+        world, home = cast.worlds[source], cast.home_of(index)
+        kind = FAULT_KINDS[k % len(FAULT_KINDS)]
+        absent = [p for p in cast.providers if p not in world.providers] or [f"gone-{k}"]
+        variant = (k // len(FAULT_KINDS)) % 2
+        if kind == "exists" and not (world.providers or world.offices):
+            kind = "missing"  # nothing exists yet, early in the stream
+        if kind == "off-profile":
+            if variant:
+                data = {**world.padding.office(rng, f"bad-{k}"), "active": "yes"}
+                event = resource_event("CREATE", "office", f"bad-{k}", data)
+            else:
+                data = {**world.padding.provider(rng, f"bad-{k}"), "unknownProperty": k}
+                event = resource_event(rng.choice(["CREATE", "UPSERT"]), "provider", f"bad-{k}",
+                                       data)  # fmt: skip
+        elif kind == "exists":
+            if variant and world.links:
+                office, provider = rng.choice(sorted(world.links))
+                event = link_event("CREATE", office, provider, world.padding.link(rng))
+            elif world.providers:
+                provider = rng.choice(sorted(world.providers))
+                data = world.padding.provider(rng, provider)
+                event = resource_event("CREATE", "provider", provider, data)
+            else:
+                office = rng.choice(sorted(world.offices))
+                event = resource_event(
+                    "CREATE", "office", office, world.padding.office(rng, office)
+                )
+        elif kind == "missing":
+            provider = rng.choice(absent)
+            if variant:
+                event = link_event("DELETE", home, provider, None)
+            else:
+                event = resource_event("DELETE", "provider", provider, None)
+        else:
+            provider = rng.choice(absent)
+            action = rng.choice(["CREATE", "UPSERT"])
+            event = link_event(action, home, provider, world.padding.link(rng))
+        self.failing.append(event_id)
+        group = cast.pools[source].pick(rng, office_group(home))
+        return stamped(event, event_id=event_id, source=source, group=group)
+
+
+def without_failures(stream: Stream, tag: str) -> Stream:
+    """The stream's events that do not fail, under `tag` (its sources and event ids): what it
+    would be without its failing events, to count what they cost."""
+    sources = source_keys(tag, len(stream.sources))
+    renamed = dict(zip(stream.sources, sources, strict=True))
+    prefix = f"{stream.tag}-"
+    events = [
+        {**event, "sourceKey": renamed[event["sourceKey"]],
+         "eventId": f"{tag}-{event['eventId'].removeprefix(prefix)}"}
+        for event in stream.events
+        if event["eventId"] not in stream.failing
+    ]  # fmt: skip
+    return Stream(stream.shape, tag, events, sources, stream.providers, stream.offices)
 
 
 def fanin(*, tag: str, events: int, seed: int, payload_bytes: int) -> Stream:
@@ -229,4 +344,9 @@ def _link_or_ends(
     return world.write_link(rng, office, provider, create_share=0.6)
 
 
-SHAPES: Final[dict[str, Generator]] = {"wide": wide, "hot": hot, "fanin": fanin}
+SHAPES: Final[dict[str, Generator]] = {
+    "wide": wide,
+    "hot": hot,
+    "fanin": fanin,
+    "faulty": faulty,
+}

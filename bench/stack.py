@@ -146,6 +146,10 @@ class EmulatorProcess:
             }
         )
 
+    def configure(self, changes: dict[str, Any]) -> None:
+        """Change the emulator's switches (`PATCH /_emulator/config`); kept across `reset`."""
+        self._http.patch("/config", json=changes).raise_for_status()
+
     def reset(self) -> None:
         """Forget every record, request and fault (between runs that would not fit together)."""
         self._http.post("/reset").raise_for_status()

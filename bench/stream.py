@@ -1,15 +1,17 @@
 """The one-by-one oracle every benchmark run is checked against, and what it needs.
 
-`oracle` applies events (ids given: `with_ids`) one at a time to the emulator's own model of a
-source, as a Registry that received each event alone would, and refuses a stream in which an
-event would fail on its own; `normalized` drops the times a Registry stamps, so the emulator's
-records compare equal to the oracle's. The streams themselves are in `bench.shapes`.
+`one_by_one` applies events (ids given: `with_ids`) one at a time to the emulator's own model of
+a source, as a Registry that received each event alone would, and tells which events fail on
+their own, with their errors; `oracle` refuses a stream in which any event would; `normalized`
+drops the times a Registry stamps, so the emulator's records compare equal to the oracle's. The
+streams themselves are in `bench.shapes`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -50,12 +52,20 @@ def operation_of(event: Event) -> dict[str, Any]:
     return {"action": action, action.lower(): payload}
 
 
-def oracle(events: Iterable[Event]) -> dict[str, State]:
-    """Per source, the Registry's records after applying the events (ids given) one by one.
+@dataclass(frozen=True)
+class OneByOne:
+    """What applying the events one by one gives: each source's records, and the events that
+    fail on their own (event id -> the Registry's error)."""
 
-    Raises ValueError when an event would fail on its own: the stream itself is wrong.
-    """
+    states: dict[str, State]
+    failed: dict[str, dict[str, Any]]
+
+
+def one_by_one(events: Iterable[Event]) -> OneByOne:
+    """Per source, the Registry's records after applying the events (ids given) one by one, and
+    the events that failed on their own."""
     states: dict[str, SourceState] = {}
+    failed: dict[str, dict[str, Any]] = {}
     for event in events:
         source = event["sourceKey"]
         state = states.get(source)
@@ -67,8 +77,20 @@ def oracle(events: Iterable[Event]) -> dict[str, State]:
         else:
             receipt = state.apply_relationship_operation(op)
         if receipt["status"] != SUCCESS:
-            raise ValueError(f"event {event['eventId']} fails on its own: {receipt.get('error')}")
-    return {source: normalized(state.snapshot()) for source, state in states.items()}
+            failed[event["eventId"]] = receipt.get("error") or {}
+    return OneByOne({source: normalized(state.snapshot()) for source, state in states.items()},
+                    failed)  # fmt: skip
+
+
+def oracle(events: Iterable[Event]) -> dict[str, State]:
+    """Per source, the Registry's records after applying the events (ids given) one by one.
+
+    Raises ValueError when an event would fail on its own: the stream itself is wrong.
+    """
+    run = one_by_one(events)
+    for event_id, error in run.failed.items():
+        raise ValueError(f"event {event_id} fails on its own: {error}")
+    return run.states
 
 
 def _fixed_clock() -> datetime:

@@ -26,6 +26,16 @@ class DeletePolicy(StrEnum):
     REFUSE = "refuse"
 
 
+class BundleFailures(StrEnum):
+    """Which failing operations a refused bundle reports (either way nothing of it is applied)."""
+
+    FIRST = "first"
+    """The first failure: every other operation CANCELLED, as the documentation's example shows."""
+    ALL = "all"
+    """Every failing operation its own FAILURE, each judged in order as if the failing ones before
+    it were not there; the rest CANCELLED."""
+
+
 class EmulatorConfig(BaseModel):
     """Every knob of the emulated Registry; the HTTP layer may change fields between requests."""
 
@@ -48,6 +58,8 @@ class EmulatorConfig(BaseModel):
     legacy_bulk_status: bool = False
     """A bulk task ends SUCCESS even with FAILURE receipts, as in the legacy bulk guide."""
     delete_policy: DeletePolicy = DeletePolicy.CASCADE
+    bundle_failures: BundleFailures = BundleFailures.FIRST
+    """Whether a refused bundle reports its first failing operation only, or every one."""
     bundle_failure_status: int = Field(default=400, ge=200, le=599)
     """HTTP status of a synchronous bundle answer that holds a FAILURE receipt (undocumented)."""
     max_bundle_bytes: int = Field(default=500_000, ge=1)

@@ -22,6 +22,8 @@ Choices the documentation leaves open (REGISTRY-API.md section 11), made here:
 - Deprecated task ids are accepted: a bare `<id>` as `bk_<id>` or `bd_<id>` (by route), and
   `purge:<id>` as `pg_<id>`.
 - An injected failure on a synchronous write fails it at once (bundle: every receipt FAILURE).
+- A refused bundle reports its first failing operation (the rest CANCELLED), or every failing
+  operation with its own error (`config.bundle_failures`); nothing of it is applied either way.
 """
 
 from __future__ import annotations
@@ -342,7 +344,11 @@ class Registry:
 
     def _new_source(self, key: str) -> SourceState:
         return SourceState(
-            key, clock=self._clock, new_id=self._new_id, delete_policy=self.config.delete_policy
+            key,
+            clock=self._clock,
+            new_id=self._new_id,
+            delete_policy=self.config.delete_policy,
+            bundle_failures=self.config.bundle_failures,
         )
 
     def _source(self, source: str) -> SourceState:
@@ -354,4 +360,5 @@ class Registry:
                 raise refuse(NOT_FOUND, f"source '{source}' not found", status=404)
             state = self._sources[source] = self._new_source(source)
         state.delete_policy = self.config.delete_policy
+        state.bundle_failures = self.config.bundle_failures
         return state

@@ -38,7 +38,7 @@ from typing import Any, Final
 from api_client.ids import is_virtual_id
 from emulator.bundles import BundlePlan, plan_bundle
 from emulator.checks import check_relationship, check_resource
-from emulator.config import DeletePolicy
+from emulator.config import BundleFailures, DeletePolicy
 from emulator.failures import (
     JSON,
     already_exists,
@@ -85,6 +85,7 @@ class SourceState:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         delete_policy: DeletePolicy = DeletePolicy.CASCADE,
+        bundle_failures: BundleFailures = BundleFailures.FIRST,
         profiles: dict[str, JSON] | None = None,
         relationship_definitions: dict[str, JSON] | None = None,
     ) -> None:
@@ -92,6 +93,7 @@ class SourceState:
         self.clock = clock
         self.new_id = new_id
         self.delete_policy = delete_policy
+        self.bundle_failures = bundle_failures
         self.profiles = default_profiles() if profiles is None else profiles
         self.relationship_definitions = (
             default_relationship_definitions()
@@ -172,14 +174,20 @@ class SourceState:
         return self._write_relationship_op(op)
 
     def execute_bundle(self, plan: BundlePlan) -> tuple[list[JSON], list[JSON]]:
-        """Run a plan all or nothing: the first FAILURE cancels every other operation."""
+        """Run a plan all or nothing: a FAILURE cancels every operation that did not fail.
+
+        `bundle_failures` FIRST stops at the first failing operation; ALL runs on, each operation
+        judged on the records as the operations before it left them (a failing one changes
+        nothing), so every failing operation gets its own FAILURE. Nothing is kept either way.
+        """
         outcomes: list[tuple[Operation, JSON | None, str]] = []
         failed = False
+        every = self.bundle_failures == BundleFailures.ALL
         with self._transaction() as rollback:
             for ops in (plan.resources, plan.relationships):
                 received = format_time(self.clock())
                 for op in ops:
-                    error = None if failed else self.execute(op)
+                    error = None if failed and not every else self.execute(op)
                     failed = failed or error is not None
                     outcomes.append((op, error, received))
             if failed:

@@ -100,6 +100,7 @@ class TaskBook:
         """Apply a task now and make it terminal."""
         config = self._config_of()
         state.delete_policy = config.delete_policy
+        state.bundle_failures = config.bundle_failures
         rng = self._shuffle if config.shuffle_receipts else None
         legacy = config.legacy_bulk_status
         process(task, state, self._clock(), legacy_bulk_status=legacy, rng=rng)

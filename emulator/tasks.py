@@ -4,7 +4,8 @@ A task is accepted with its operations already parsed and their ids assigned, so
 PENDING receipts can show them. It answers PENDING to `pending_polls` status polls and for at
 least `pending_s` seconds after acceptance (both must pass); then the next access processes it
 (its operations applied, in order, on the source's state) and it is terminal for good:
-- bundle: atomic; SUCCESS, or FAILURE with one FAILURE receipt and the others CANCELLED;
+- bundle: atomic; SUCCESS, or FAILURE with a FAILURE receipt for the first failing operation
+  (or for each, under `bundle_failures: all`) and the others CANCELLED;
 - bulk and single writes: each operation on its own; FAILURE when any failed (SUCCESS with the
   legacy bulk status), CANCELLED when every operation was cancelled;
 - an injected failure: every receipt FAILURE with that error, nothing applied;

@@ -85,6 +85,10 @@ class IngestSettings(BaseSettings):
     flush_read_bytes: int = Field(default=4_000_000, ge=1000)
     """Stored event bytes one planning round reads at most (at least one event, or one atomic
     batch), so large events keep worker memory flat too."""
+    flush_chunk: int = Field(default=250, ge=1)
+    """Events one call of the read or the commit script handles at most: a round reads and
+    commits in several calls (a read call ends between atomic batches, a commit call holds whole
+    bundles), so no call holds Redis for long (a few ms)."""
     plan_lease_ms: int = Field(default=10_000, ge=1)
     """The planning lease of a source (one planner at a time); released when its round commits,
     so this only bounds how long a planner that died holds the source's planning up."""

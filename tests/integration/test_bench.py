@@ -41,6 +41,12 @@ TARGETS = {
         "Target: no single Redis call over 5 ms while draining: ",
         "Target: each event read and planned at most 1.5 times: ",
     ],
+    "faulty": [
+        "Target: throughput at least 10x one task per event: ",
+        "Target: at most 4 Registry requests per 100 events: ",
+        "Target: no event that succeeds one by one dead-lettered: met (",
+        "Target: each event read and planned at most 1.5 times: ",
+    ],
 }
 RUN_FIELDS = {
     "events_per_s",
@@ -167,6 +173,44 @@ def test_bench_hot_and_fanin_print_their_own_targets(
         assert chain == []
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("failures", ["first", "all"])
+def test_bench_faulty_checks_its_failures_and_prints_what_they_cost(
+    failures: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _require_redis_server()
+    path = tmp_path / "bench.json"
+
+    code = main(["bench", "--stream", "faulty", "--events", str(EVENTS), "--timeout-s", "60",
+                 "--warmup-events", "50", "--latency-s", "0", "--bundle-failures", failures,
+                 "--json", str(path)])  # fmt: skip
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.splitlines()
+    assert lines[0].endswith(f"the emulator's bundle_failures: {failures}")
+    _row(lines, "one task per event", 9, FIGURE_OR_NA)
+    _row(lines, "ours", 9, FIGURE_OR_NA)
+    clean = _row(lines, "ours, without the failing events", 9, FIGURE_OR_NA)
+    failing = round(EVENTS * 0.025)
+    assert int(clean[0]) == EVENTS - failing
+    assert any(
+        re.match(
+            rf"Events that fail one by one: {failing} of {EVENTS} .* exactly those .*extra "
+            r"Registry requests per refused event: -?\d+\.\d\d \(ours: \d+ requests",
+            line,
+        )
+        for line in lines
+    ), lines
+    for target in TARGETS["faulty"]:
+        assert any(line.startswith(target) for line in lines), (target, lines)
+    report = json.loads(path.read_text())
+    assert (report["failing_events"], report["bundle_failures"]) == (failing, failures)
+    assert isinstance(report["extra_requests_per_refused_event"], float)
+    _check_run_json(report["ours_without_failing"], EVENTS - failing)
+
+
 def test_bench_without_redis_server_exits_1_and_says_why(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,7 +234,8 @@ def test_bench_help_names_every_stream_and_the_memory_runs(
 
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for word in ["--stream", "wide", "hot", "fanin", "--memory", "--json", "--payload-bytes"]:
+    for word in ["--stream", "wide", "hot", "fanin", "faulty", "--bundle-failures", "--memory",
+                 "--json", "--payload-bytes"]:  # fmt: skip
         assert word in text
 
 

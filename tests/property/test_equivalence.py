@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from emulator.config import BundleFailures
 from tests.property.cases import Case, cases
 from tests.property.compare import assert_same_outcomes
 from tests.property.driver import drive, submitter
@@ -28,12 +29,17 @@ from worker.domain.plan import PlanCaps
 
 T1 = TIMES[0]
 MODES = st.sampled_from([CoalesceMode.SUPERSEDE, CoalesceMode.STRICT])
+FAILURES = st.sampled_from(list(BundleFailures))
+"""A refused bundle reports its first failing operation, or every one (the emulator's switch)."""
 
 
-@given(case=cases())
-def test_plan_bundles_in_supersede_mode_match_one_by_one_application(case: Case) -> None:
+@given(case=cases(), failures=FAILURES)
+def test_plan_bundles_in_supersede_mode_match_one_by_one_application(
+    case: Case, failures: BundleFailures
+) -> None:
     scenario = case.scenario
     planned = registry_with(scenario.start)
+    planned.bundle_failures = failures
     run = drive(scenario.events, submitter(planned), mode=CoalesceMode.SUPERSEDE, caps=case.caps)
     oracle, expected = one_by_one(registry_with(scenario.start), scenario.events)
     assert planned.snapshot() == oracle.snapshot()
@@ -46,10 +52,13 @@ def test_plan_bundles_in_supersede_mode_match_one_by_one_application(case: Case)
     )
 
 
-@given(case=cases())
-def test_plan_bundles_in_strict_mode_match_one_by_one_outcomes_exactly(case: Case) -> None:
+@given(case=cases(), failures=FAILURES)
+def test_plan_bundles_in_strict_mode_match_one_by_one_outcomes_exactly(
+    case: Case, failures: BundleFailures
+) -> None:
     scenario = case.scenario
     planned = registry_with(scenario.start)
+    planned.bundle_failures = failures
     run = drive(scenario.events, submitter(planned), mode=CoalesceMode.STRICT, caps=case.caps)
     oracle, expected = one_by_one(registry_with(scenario.start), scenario.events)
     assert planned.snapshot() == oracle.snapshot()

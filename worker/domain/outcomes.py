@@ -1,12 +1,15 @@
 """From receipts to one outcome per event: what happened, and what to do next.
 
 Each event's fate comes from its own operation's receipt (never from the task's overall status):
-`coalesce.fates_for` reads APPLIED / COALESCED / FAILED / CANCELLED / UNMERGED / RETRY. Then the
+`coalesce.fates_for` reads APPLIED / COALESCED / FAILED / CANCELLED / UNMERGED / RETRY. So a
+refused bundle may report one failing operation or several: each is dead-lettered with its own
+error (or unmerged, or retried), and the CANCELLED rest is sent again. Then the
 dependency closure of invariant 5 turns innocent-looking events into bound failures where the
 one-by-one application would have failed them too:
 
 - an atomic publish batch fails together: when one of its events FAILED, the others are FAILED,
-  bound to it;
+  bound to it (to the first, in request order, when several failed: each of those keeps its
+  own error);
 - a relationship to a resource whose CREATE failed is bound to it, when that is certain: the
   resource's id was assigned by the worker at publish (it cannot have existed before) and the
   CREATE did not fail with ALREADY_EXISTS. Elsewhere the relationship is resubmitted and meets

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from worker.store.base import to_int
 from worker.store.codec import compact, json_list, text
@@ -47,21 +47,68 @@ class Store(StorePublish, StoreReads, StoreSizing):
     # -- planning -------------------------------------------------------------------------------
 
     def read_ready(
-        self, source: str, *, token: str, lease_ms: int, limit: int, max_bytes: int
+        self,
+        source: str,
+        *,
+        token: str,
+        lease_ms: int,
+        limit: int,
+        max_bytes: int,
+        chunk: int | None = None,
     ) -> ReadRound:
-        """Take the source's planning lease and read the head of its ready log (read.lua).
+        """Take the source's planning lease and read the head of its ready log (read.lua), in
+        calls of at most `chunk` events (the settings' `flush_chunk` unless given).
 
         Returns:
             The events (seq order), or `busy` when another planner holds the lease.
         """
-        arguments = {"token": token, "lease": lease_ms, "limit": limit, "max_bytes": max_bytes}
-        reply = self._run(self._scripts.read, source, compact(arguments))
-        meta = json.loads(text(reply[0]))
+        arguments: dict[str, Any] = {"token": token, "lease": lease_ms, "limit": limit,
+                                     "max_bytes": max_bytes,
+                                     "chunk": chunk or self.settings.flush_chunk}  # fmt: skip
+        meta, events = self._read_call(source, arguments)
         if meta.get("busy"):
             return ReadRound(busy=True)
+        slow = dict(meta.get("slow") or {})
+        after_delete = set(meta.get("after_delete") or ())
+        virtual = dict(meta.get("virtual") or {})
+        while meta.get("chunk") and events:
+            arguments.update(after=events[-1].seq, read=len(events), bulk=int(bool(meta["bulk"])),
+                             bytes=sum(e.size for e in events))  # fmt: skip
+            more, read = self._read_call(source, arguments)
+            if more.get("busy"):  # the lease expired meanwhile: commit.lua will find it lost
+                break
+            events += read
+            meta.update(more=more.get("more"), chunk=more.get("chunk"))
+            slow.update(more.get("slow") or {})
+            after_delete.update(more.get("after_delete") or ())
+            virtual.update(more.get("virtual") or {})
+        return ReadRound(
+            events=tuple(events),
+            token=token,
+            epoch=int(meta.get("epoch") or 0),
+            bulk=bool(meta.get("bulk")),
+            more=bool(meta.get("more")),
+            seq=int(meta.get("seq") or 0),
+            sizing=decode_sizing(meta.get("shrink") or None),
+            slow=slow,
+            after_delete=frozenset(after_delete),
+            virtual={
+                key: tuple((str(bid), int(first)) for bid, first in held)
+                for key, held in virtual.items()
+            },
+        )
+
+    def _read_call(
+        self, source: str, arguments: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[ReadEvent]]:
+        """One call of read.lua: its meta and the events it read."""
+        reply = self._run(self._scripts.read, source, compact(arguments))
+        meta: dict[str, Any] = json.loads(text(reply[0]))
+        if meta.get("busy"):
+            return meta, []
         rows = json.loads(text(reply[1]))
         contents = [text(c) for c in reply[2:]]
-        events = tuple(
+        events = [
             ReadEvent(
                 event_id=eid,
                 seq=int(seq),
@@ -76,22 +123,8 @@ class Store(StorePublish, StoreReads, StoreSizing):
             for (eid, seq, head, no_merge, entity, resources, _batch, group, size), content in zip(
                 rows, contents, strict=True
             )
-        )
-        return ReadRound(
-            events=events,
-            token=token,
-            epoch=int(meta.get("epoch") or 0),
-            bulk=bool(meta.get("bulk")),
-            more=bool(meta.get("more")),
-            seq=int(meta.get("seq") or 0),
-            sizing=decode_sizing(meta.get("shrink") or None),
-            slow=dict(meta.get("slow") or {}),
-            after_delete=frozenset(meta.get("after_delete") or ()),
-            virtual={
-                key: tuple((str(bid), int(first)) for bid, first in held)
-                for key, held in (meta.get("virtual") or {}).items()
-            },
-        )
+        ]
+        return meta, events
 
     def commit(
         self,
@@ -103,13 +136,17 @@ class Store(StorePublish, StoreReads, StoreSizing):
         now_ms: int,
         blocked: Sequence[BlockedEvent] = (),
     ) -> dict[str, tuple[CommitStatus, int]] | None:
-        """Write a planning round's bundles into the scheduler and release the lease (commit.lua).
+        """Write a planning round's bundles into the scheduler and release the lease (commit.lua),
+        in calls of whole bundles of at most `flush_chunk` events in all (a larger bundle alone);
+        rejections, blocked events and the lease's release go with the last call.
 
         Returns:
-            bundle id -> (status, fence); None when the lease was lost (nothing written).
+            bundle id -> (status, fence); None when the lease was lost before anything was
+            written. A lease lost after a call leaves the later bundles `aborted` (their events
+            stay in the ready log).
         """
         settings = self.settings
-        meta = {
+        meta: dict[str, Any] = {
             "token": round_.token,
             "epoch": round_.epoch,
             "more": round_.more,
@@ -118,18 +155,29 @@ class Store(StorePublish, StoreReads, StoreSizing):
             "ttl": settings.results_ttl_s,
             "linger": settings.linger_ms,
             "max_age": settings.max_age_ms,
-            "bundles": [_bundle_argument(b) for b in bundles],
-            "rejects": [{"e": r.event_id, "err": r.error} for r in rejected],
-            "blocked": [{"e": b.event_id, "bid": b.bundle_id} for b in blocked],
         }
-        reply = self._run(self._scripts.commit, source, compact(meta))
-        if not isinstance(reply, list):
-            return None
-        values = [text(v) for v in reply]
-        return {
-            values[i]: (values[i + 1], int(values[i + 2]))  # type: ignore[misc]
-            for i in range(0, len(values), 3)
-        }
+        calls = _in_calls(bundles, settings.flush_chunk)
+        statuses: dict[str, tuple[CommitStatus, int]] = {}
+        aborted: list[str] = []
+        for index, part in enumerate(calls):
+            last = index == len(calls) - 1
+            meta.update(bundles=[_bundle_argument(b) for b in part], aborted=aborted, final=last)
+            if last:
+                meta["rejects"] = [{"e": r.event_id, "err": r.error} for r in rejected]
+                meta["blocked"] = [{"e": b.event_id, "bid": b.bundle_id} for b in blocked]
+            reply = self._run(self._scripts.commit, source, compact(meta))
+            if not isinstance(reply, list):
+                if index == 0:
+                    return None
+                statuses.update((b.bundle_id, ("aborted", 0)) for c in calls[index:] for b in c)
+                break
+            values = [text(v) for v in reply]
+            for i in range(0, len(values), 3):
+                status = cast(CommitStatus, values[i + 1])
+                statuses[values[i]] = (status, int(values[i + 2]))
+                if status == "aborted":
+                    aborted.append(values[i])
+        return statuses
 
     # -- claims and state changes ---------------------------------------------------------------
 
@@ -333,3 +381,19 @@ def _bundle_argument(bundle: BundleToCommit) -> dict[str, Any]:
         "groups": list(bundle.groups),
         "claim": 1 if bundle.claim else 0,
     }
+
+
+def _in_calls(
+    bundles: Sequence[BundleToCommit], events_per_call: int
+) -> list[Sequence[BundleToCommit]]:
+    """Whole bundles in plan order, cut into calls of at most `events_per_call` events (a larger
+    bundle alone); one call, maybe empty, when there are none."""
+    calls: list[Sequence[BundleToCommit]] = []
+    start, events = 0, 0
+    for index, bundle in enumerate(bundles):
+        if index > start and events + len(bundle.event_ids) > events_per_call:
+            calls.append(bundles[start:index])
+            start, events = index, 0
+        events += len(bundle.event_ids)
+    calls.append(bundles[start:])
+    return calls

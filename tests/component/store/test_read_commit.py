@@ -23,7 +23,18 @@ from worker.store.records import (
     RejectedEvent,
 )
 
-from .conftest import NOW, SOURCE, bundle, commit_bundles, item, letters, link, put, resource
+from .conftest import (
+    NOW,
+    SOURCE,
+    bundle,
+    commit_bundles,
+    fast_settings,
+    item,
+    letters,
+    link,
+    put,
+    resource,
+)
 
 P1, P2, P3, P4 = (f"res:src-a:provider:p{i}" for i in range(1, 5))
 O1 = "res:src-a:office:o1"
@@ -176,6 +187,33 @@ def test_read_reads_an_atomic_batch_at_the_head_whole_past_both_limits(store):
     assert (ids(round_), round_.more) == (["m1", "m2", "m3"], True)
 
 
+def test_a_round_reads_in_calls_of_at_most_chunk_events_never_cutting_a_batch(store, client, names):
+    # Given 9 events, an atomic batch of 3 from the 3rd
+    singles = [resource(id_=f"p{10 + i}", eid=f"s{i}") for i in range(6)]
+    put(store, *singles[:2], *batch("m1", "m2", "m3"), *singles[2:])
+    calls: list[int] = []
+    one_call = store._read_call
+
+    def counted(source: str, arguments: Any) -> Any:
+        meta, events = one_call(source, arguments)
+        calls.append(len(events))
+        return meta, events
+
+    store._read_call = counted
+
+    # When a round of at most 8 events reads in calls of at most 2
+    round_ = store.read_ready(SOURCE, token="t1", lease_ms=LEASE, limit=8, max_bytes=10**6, chunk=2)
+
+    # Then it reads what one call would, in 4 calls (2, the batch whole, 2, 1), under one lease
+    assert ids(round_) == ["s0", "s1", "m1", "m2", "m3", "s2", "s3", "s4"]
+    assert round_.more
+    assert calls == [2, 3, 2, 1]
+    assert client.get(names.plan_lock) == "t1"
+    assert client.hget(names.stats, "read") == "8"
+    assert commit(store, round_) == {}
+    assert client.get(names.plan_lock) is None
+
+
 def test_read_plans_one_kind_of_request_per_round(store):
     bulk = [
         item(resource(id_="p2", eid="b1"), bulk=True),
@@ -320,6 +358,41 @@ def test_commit_aborts_a_bundle_whose_event_left_the_ready_log_and_what_follows_
     assert not client.exists(names.bundle("B2"), names.bundle("B3"))
     assert client.hgetall(names.hold_writer) == {P1: "B1"}
     assert client.zscore(names.due, PLAN_DUE) == NOW + 4  # planned again at once
+
+
+def test_a_round_commits_in_calls_of_whole_bundles_and_an_abort_carries_over(client, names):
+    store = Store(client, fast_settings(flush_chunk=2))
+    put(store, resource(eid="a"))
+    commit_bundles(store, [bundle("B1", "a", writes=[P1])])
+    put(store, resource(eid="b"), resource(id_="p3", eid="c"), resource(id_="p4", eid="d"))
+    round_ = read(store)
+    held: list[bool] = []
+    one_call = store._run
+
+    def counted(script: Any, source: str, *args: Any) -> Any:
+        reply = one_call(script, source, *args)
+        if script is store._scripts.commit:
+            held.append(client.get(names.plan_lock) == "t1")
+        return reply
+
+    store._run = counted  # type: ignore[method-assign]
+
+    # When the round commits B2 (b and a: `a` is in flight in B1), B3 (c, after B2) and B4 (d)
+    result = commit(
+        store,
+        round_,
+        bundle("B2", "b", "a", writes=[P1]),
+        bundle("B3", "c", writes=[P3], after=["B2"]),
+        bundle("B4", "d", writes=[P4]),
+        now=NOW + 4,
+    )
+
+    # Then in 2 calls (B2; B3 and B4): B2 is aborted, and so is B3 in the next call; the lease
+    # is kept until the last
+    assert held == [True, False]
+    assert result == {"B2": ("aborted", 0), "B3": ("aborted", 0), "B4": ("ready", 1)}
+    assert client.zrange(names.ready, 0, -1) == ["b", "c"]
+    assert client.zscore(names.due, PLAN_DUE) == NOW + 4
 
 
 def test_commit_after_a_send_back_on_its_key_aborts_it_and_what_follows_it(store, client, names):

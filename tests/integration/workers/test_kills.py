@@ -17,14 +17,12 @@ flight may become when its sender dies; the read-back must resolve either withou
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.integration.workers.checks import check_registry_matches_oracle, wait_drained
+from tests.integration.workers.checks import check_outcome, wait_drained
 from tests.integration.workers.conftest import (
     Emulator,
     WorkerProcess,
@@ -32,15 +30,22 @@ from tests.integration.workers.conftest import (
     kill_main,
     kill_pool_child,
 )
+from tests.integration.workers.held import (
+    Held,
+    hold_rule,
+    left_records,
+    logged_with_fault,
+    polls_in_flight,
+    records,
+    taken_over,
+    wait_held,
+)
 from tests.integration.workers.stream import make_stream
-from tests.integration.workers.stream import writes_allowed as writes_allowed_per_event
 from tests.waiting import wait_for
-from worker.deadletters import list_dead_letters
 from worker.pipeline import Deps
 from worker.publisher import publish
-from worker.results import EventStatus, backlog, event_status
+from worker.results import backlog
 from worker.settings import IngestSettings
-from worker.store.keys import SourceKeys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -51,21 +56,16 @@ HOLD_S = 2.0
 """How long the emulator holds the chosen request: far longer than the kill takes, shorter than
 the claim TTL (so a request applied after the kill is in the Registry before the read-back)."""
 READBACK: dict[str, Any] = {"readback_settle_ms": 1500, "readback_interval_ms": 200}
-HELD_TIMEOUT_S = 20.0
 RECOVERY_TIMEOUT_S = 25.0
 RECOVERY_SLACK_MS = 5000
 """Scheduling slack above claim TTL + tick + settle (worker start, a loaded machine)."""
 DRAIN_TIMEOUT_S = 40.0
-FINAL = frozenset({"applied", "coalesced"})
 
 Kill = Callable[[WorkerProcess], object]
 KILLS: dict[str, Kill] = {"main": kill_main, "child": kill_pool_child}
 
-Entity = tuple[str, str, str, str]
-"""(source, target, type, id) as the emulator's write log names what it wrote."""
 
-
-# -- the stream and the checks --------------------------------------------------------------------
+# -- the stream ----------------------------------------------------------------------------------
 
 
 def publish_stream(deps: Deps, seed: int) -> list[dict[str, Any]]:
@@ -79,117 +79,7 @@ def publish_stream(deps: Deps, seed: int) -> list[dict[str, Any]]:
     return events
 
 
-def entity_of(event: dict[str, Any]) -> Entity:
-    source = event["sourceKey"]
-    if event["target"] == "resource":
-        return source, "resource", event["type"], event["id"]
-    ends = event["from"], event["to"]
-    rel_id = f"{ends[0]['type']}.{ends[0]['id']},{ends[1]['type']}.{ends[1]['id']}"
-    return source, "relationship", event["type"], rel_id
-
-
-def carrying_bundles(
-    events: Sequence[dict[str, Any]], statuses: Sequence[EventStatus]
-) -> dict[Entity, set[str]]:
-    """Per entity, the bundles that carried one of its events, or a DELETE of one of its ends.
-
-    A bundle holds at most one operation per entity and is applied at most once, so no entity
-    can be written more often than this: a bundle applied twice writes twice with one carrier.
-    """
-    carriers: dict[Entity, set[str]] = {}
-    links_of: dict[tuple[str, str, str], set[Entity]] = {}
-    for event in events:
-        if event["target"] == "relationship":
-            for end in (event["from"], event["to"]):
-                key = (event["sourceKey"], end["type"], end["id"])
-                links_of.setdefault(key, set()).add(entity_of(event))
-    for event, status in zip(events, statuses, strict=True):
-        assert status.bundle_id is not None, status.to_dict()
-        carriers.setdefault(entity_of(event), set()).add(status.bundle_id)
-        if event["target"] == "resource" and event["action"] == "DELETE":
-            for link in links_of.get((event["sourceKey"], event["type"], event["id"]), ()):
-                carriers.setdefault(link, set()).add(status.bundle_id)
-    return carriers
-
-
-def left_records(deps: Deps) -> str:
-    """The bundle records still planned, sending or sent (what a drain timeout left)."""
-    alive = {state: records(deps, state) for state in ("planned", "sending", "sent")}
-    return f"records: {alive}"
-
-
-def check_outcome(deps: Deps, emulator: Emulator, events: Sequence[dict[str, Any]]) -> None:
-    """Every event final, the Registry as the oracle, no dead letter, nothing written twice."""
-    statuses = [event_status(deps, event["eventId"]) for event in events]
-    counts = Counter(status.status for status in statuses)
-    assert set(counts) <= FINAL, counts
-    assert list_dead_letters(deps) == []
-
-    check_registry_matches_oracle(emulator, events, SOURCES)
-
-    writes = emulator.admin("GET", "/writes")
-    written: Counter[Entity] = Counter(
-        (w["source"], w["target"], w["type"], w["id"]) for w in writes
-    )
-    per_event = writes_allowed_per_event(events)
-    assert {key: n for key, n in written.items() if n > per_event[key]} == {}
-    carriers = carrying_bundles(events, statuses)
-    twice = {key: n for key, n in written.items() if n > len(carriers.get(key, ()))}
-    assert twice == {}, "written more often than bundles carried them"
-    tasks_that_wrote = {w["taskId"] for w in writes if w["taskId"] is not None}
-    assert tasks_that_wrote <= {s.task_id for s in statuses if s.task_id is not None}
-
-
 # -- the held request and the records it leaves ---------------------------------------------------
-
-
-def fired(emulator: Emulator, rule_id: str) -> int:
-    rules = emulator.admin("GET", "/faults")
-    return sum(rule["fired"] for rule in rules if rule["id"] == rule_id)
-
-
-def logged_with_fault(emulator: Emulator, rule_id: str) -> list[dict[str, Any]]:
-    """Requests the emulator has answered (the log is written when a request ends) that the
-    rule fired on."""
-    return [r for r in emulator.admin("GET", "/requests") if rule_id in r["faults"]]
-
-
-def wait_held(emulator: Emulator, workers: Workers) -> None:
-    """Wait until the emulator holds the first request the `hold` rule matches."""
-    try:
-        wait_for(lambda: fired(emulator, "hold") == 1, timeout_s=HELD_TIMEOUT_S)
-    except AssertionError:
-        raise AssertionError(f"no request held\n{workers.logs()}") from None
-
-
-@dataclass(frozen=True)
-class Held:
-    """A bundle record as the killed worker left it."""
-
-    source: str
-    bundle_id: str
-    fence: int
-    claim_expiry_ms: int
-
-
-def records(deps: Deps, state: str) -> list[Held]:
-    """Every bundle record in this state, with its fence and claim expiry."""
-    found = []
-    for source in SOURCES:
-        pattern = SourceKeys(source).bundle("*")
-        for key in deps.store.client.scan_iter(match=pattern, count=1000):
-            bundle_id = str(key).rpartition(":bd:")[2]
-            fields = deps.store.bundle_fields(source, bundle_id, "st", "fence", "cexp")
-            if fields.get("st") == state:
-                found.append(
-                    Held(source, bundle_id, int(fields["fence"]), int(fields.get("cexp") or 0))
-                )
-    return found
-
-
-def polls_in_flight(emulator: Emulator) -> set[str]:
-    """The task ids whose GET the emulator is handling now."""
-    return set(emulator.admin("GET", "/concurrency")["current"])
 
 
 def held_poll(emulator: Emulator, before: set[str]) -> set[str] | None:
@@ -221,12 +111,6 @@ def wait_records(
     return deps.now_ms()
 
 
-def taken_over(deps: Deps, held: Held) -> bool:
-    """Whether another claim (recovery or a poll) has replaced the dead worker's."""
-    fence = deps.store.bundle_fields(held.source, held.bundle_id, "fence").get("fence")
-    return int(fence or 0) > held.fence
-
-
 def left_sending(deps: Deps, held: Held) -> bool:
     return deps.store.bundle_fields(held.source, held.bundle_id, "st").get("st") != "sending"
 
@@ -244,14 +128,7 @@ def check_recovery_bound(
 
 def hold_first_bundle(emulator: Emulator, held: str) -> None:
     """Hold the first bundle request HOLD_S; `lost`: then answer 500 without applying it."""
-    rules: list[dict[str, Any]] = [
-        {
-            "id": "hold",
-            "route": "bundle",
-            "times": 1,
-            "effect": {"kind": "latency", "seconds": HOLD_S},
-        }
-    ]
+    rules = [hold_rule("bundle", HOLD_S)]
     if held == "lost":
         rules.append(
             {
@@ -282,13 +159,13 @@ def kill_while_a_bundle_is_sent(
     wait_held(emulator, workers)
 
     # ... when the worker that sends it is killed while the emulator holds it ...
-    before = records(deps, "sending")
+    before = records(deps, SOURCES, "sending")
     KILLS[kill](first)
     killed_ms = deps.now_ms()
     assert logged_with_fault(emulator, "hold") == [], "answered before the kill"
     # What the dead worker left: in `sending` at the kill, and untouched since (not a bundle
     # that was about to be answered, nor one a surviving main process's new child sends).
-    sending = [h for h in records(deps, "sending") if h in before]
+    sending = [h for h in records(deps, SOURCES, "sending") if h in before]
     assert sending, "no bundle record left in `sending`"
     if kill == "main":
         workers.start(1, concurrency=2, **READBACK)
@@ -311,8 +188,8 @@ def kill_while_a_bundle_is_sent(
     )
 
     # ... and the stream drains: nothing lost, nothing applied twice, the Registry right.
-    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps))
-    check_outcome(deps, emulator, events)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps, SOURCES))
+    check_outcome(deps, emulator, events, SOURCES)
     [request] = logged_with_fault(emulator, "hold")
     assert request["status"] == (200 if held == "applied" else 500)
 
@@ -359,12 +236,7 @@ def test_worker_killed_while_a_task_is_polled(
         "/faults",
         json=[
             {"id": "review", "route": "bundle", "effect": {"kind": "pending", "polls": 2}},
-            {
-                "id": "hold",
-                "route": "task_status",
-                "times": 1,
-                "effect": {"kind": "latency", "seconds": HOLD_S},
-            },
+            hold_rule("task_status", HOLD_S),
         ],
     )
     events = publish_stream(deps, seed=47)
@@ -380,7 +252,7 @@ def test_worker_killed_while_a_task_is_polled(
     assert logged_with_fault(emulator, "hold") == [], "answered before the kill"
     # The dead worker's other polls end at once; the held GET is the one left in flight.
     [task_id] = wait_for(lambda: held_poll(emulator, before), timeout_s=HOLD_S / 2)
-    [polled] = [h for h in records(deps, "sent") if task_of(deps, h) == task_id]
+    [polled] = [h for h in records(deps, SOURCES, "sent") if task_of(deps, h) == task_id]
     if kill == "main":
         workers.start(1, concurrency=2, **READBACK)
 
@@ -391,6 +263,6 @@ def test_worker_killed_while_a_task_is_polled(
     print(f"kill={kill}: poll taken over {taken_ms - killed_ms} ms after the kill")
 
     # ... and the stream drains: every task polled to its end, nothing lost or applied twice.
-    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps))
-    check_outcome(deps, emulator, events)
+    wait_drained(deps, workers, DRAIN_TIMEOUT_S, detail=lambda: left_records(deps, SOURCES))
+    check_outcome(deps, emulator, events, SOURCES)
     assert deps.store.bundle_fields(polled.source, polled.bundle_id, "st") == {"st": "recorded"}

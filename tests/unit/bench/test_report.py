@@ -91,6 +91,43 @@ def test_targets_are_met_or_not_on_the_raw_figures() -> None:
     assert line.startswith("Target: throughput at least 20x one task per event: not met (19.98x")
 
 
+def test_faulty_targets_and_the_cost_of_its_failing_events() -> None:
+    ours = _run("ours", "ours", seconds=0.1, requests=39)
+    clean = _run("ours, without the failing events", "ours", events=975, requests=19)
+    report = _report("faulty", ours=ours, ours_clean=clean, failing=25)
+
+    verdicts = {t.name: (t.met, t.detail) for t in targets(report)}
+    lines = render(report)
+
+    assert verdicts["throughput at least 10x one task per event"][0] is True
+    assert verdicts["at most 4 Registry requests per 100 events"] == (
+        True,
+        "3.90 per 100 events; one task per event: 100.00",
+    )
+    more = _report("faulty", ours=_run("ours", "ours", seconds=0.2, requests=41), failing=25)
+    assert {t.name: t.met for t in targets(more)} == {
+        "throughput at least 10x one task per event": True,
+        "at most 4 Registry requests per 100 events": False,
+        "no event that succeeds one by one dead-lettered": True,
+        "each event read and planned at most 1.5 times": None,
+        "p99 from publish to outcome at most linger + 1 s (1100 ms)": True,
+    }
+    assert more.extra_requests_per_failing_event is None
+    assert verdicts["no event that succeeds one by one dead-lettered"] == (
+        True,
+        "25 dead-lettered, exactly the events that fail one by one; the other 975 applied or "
+        "coalesced",
+    )
+    assert report.extra_requests_per_failing_event == pytest.approx(0.8)
+    assert any("extra Registry requests per refused event: 0.80" in line for line in lines)
+    assert any(line.startswith("ours, without the failing events ") for line in lines)
+    assert lines[0].endswith("; the emulator's bundle_failures: first")
+    assert not render(_report("wide"))[0].endswith("bundle_failures: first")
+    figures = to_json(report)
+    assert (figures["failing_events"], figures["extra_requests_per_refused_event"]) == (25, 0.8)
+    assert figures["ours_without_failing"]["http_requests"] == 19
+
+
 def test_rounding_never_flatters() -> None:
     assert floor(19.999) == "19.99"
     assert ceil(2.001) == "2.01"
@@ -217,3 +254,14 @@ def test_slow_call_watch_keeps_the_slowest_across_readings() -> None:
 
     assert slowest == SlowCall("DEL", 9000)
     assert watch.drain() == SlowCall("DEL", 9000)  # nothing counted twice, nothing lost
+
+
+def test_check_failed_wants_exactly_the_events_that_fail_one_by_one() -> None:
+    from bench.designs import check_failed
+    from bench.stack import BenchError
+
+    check_failed("ours", "dead letters", {"e1": "e1: record NOT_FOUND"}, {"e1"})
+    with pytest.raises(BenchError, match=r"1 events that apply one by one, e.g. e2: record"):
+        check_failed("ours", "dead letters", {"e1": "e1: x", "e2": "e2: record X"}, {"e1"})
+    with pytest.raises(BenchError, match=r"not 1 events that fail one by one, e.g. \['e3'\]"):
+        check_failed("one task per event", "failed writes", {"e1": "e1: x"}, {"e1", "e3"})

@@ -1,7 +1,8 @@
 """The whole pure path, driven as the pipeline will: events -> plans -> Registry -> outcomes.
 
 A tiny Registry model lives here (resources, relationships, cascade on delete, invalid payloads,
-atomic bundles: the first failing operation is FAILURE, the rest CANCELLED, nothing applied).
+atomic bundles: the first failing operation is FAILURE, or every failing one with its own error,
+the rest CANCELLED, nothing applied).
 Random event streams are applied two ways: one by one (the oracle), and through plan_bundles,
 validate_plan, the model, outcomes_from_receipts and re-planning (rule F), until every event is
 final. Both must end in the same state, with the same outcome per event, except the documented
@@ -42,6 +43,9 @@ class Registry:
     """Entities by key -> the payload marker they hold."""
 
     state: dict[EntityKey, Any] = field(default_factory=dict)
+    every_failure: bool = False
+    """A refused bundle reports every failing operation (the emulator's `bundle_failures: all`),
+    each judged on what the operations before it left, rather than the first only."""
 
     def apply(self, key: EntityKey, action: Action, payload: Any) -> ErrorType | None:
         """One operation; returns its error, or None when applied."""
@@ -67,29 +71,31 @@ class Registry:
         return None
 
     def bundle(self, bundle: BundlePlan) -> BundleReceipts:
-        """Atomic: the first failing operation fails, every other one is cancelled."""
+        """Atomic: the first failing operation fails (or every one, `every_failure`), every
+        other one is cancelled."""
         saved = dict(self.state)
-        failure: tuple[int, ErrorType] | None = None
+        failures: dict[int, ErrorType] = {}
         for index, op in enumerate(bundle.ops):
             payload = op.carrier.event.data or {}
             error = self.apply(op.key, op.action, payload)
             if error is not None:
-                failure = (index, error)
-                break
+                failures[index] = error
+                if not self.every_failure:
+                    break
         receipts = []
         for index, op in enumerate(bundle.ops):
             _, type_, id_ = op.receipt_key
             status, error_body = "SUCCESS", None
-            if failure is not None:
-                status = "FAILURE" if index == failure[0] else "CANCELLED"
-                if index == failure[0]:
-                    error_body = {"code": 400, "type": failure[1], "message": "refused"}
+            if failures:
+                status = "FAILURE" if index in failures else "CANCELLED"
+                if index in failures:
+                    error_body = {"code": 400, "type": failures[index], "message": "refused"}
             receipts.append(
                 Receipt.model_validate(
                     {"status": status, "type": type_, "id": id_, "error": error_body}
                 )
             )
-        if failure is not None:
+        if failures:
             self.state = saved
         n = len(bundle.resource_ops)
         return BundleReceipts(
@@ -124,8 +130,8 @@ def one_by_one(start: dict[EntityKey, Any], events: list[ChangeEvent]):
     return registry.state, outcomes
 
 
-def through_the_planner(start, events, mode: CoalesceMode, caps: PlanCaps):
-    registry = Registry(dict(start))
+def through_the_planner(start, events, mode: CoalesceMode, caps: PlanCaps, every_failure=False):
+    registry = Registry(dict(start), every_failure=every_failure)
     final: dict[str, EventOutcome] = {}
     no_merge: set[str] = set()
     pending = list(events)
@@ -224,14 +230,17 @@ def _matches(event: ChangeEvent, expected: Any, got: EventOutcome, mode) -> bool
     mode=st.sampled_from([CoalesceMode.SUPERSEDE, CoalesceMode.STRICT]),
     max_operations=st.sampled_from([1, 2, 4, 500]),
     isolate=st.booleans(),
+    every_failure=st.booleans(),
 )
-def test_drive_planned_bundles_match_one_by_one_application(stream, mode, max_operations, isolate):
+def test_drive_planned_bundles_match_one_by_one_application(
+    stream, mode, max_operations, isolate, every_failure
+):
     start, events = stream
     sizes = Counter(e.atomic_batch for e in events if e.atomic_batch)
     assume(all(size <= max_operations for size in sizes.values()))  # else refused at publish
     caps = PlanCaps(max_operations=max_operations, isolate_expected_failures=isolate)
     expected_state, expected = one_by_one(start, events)
-    state, outcomes = through_the_planner(start, events, mode, caps)
+    state, outcomes = through_the_planner(start, events, mode, caps, every_failure)
     assert state == expected_state
     for event in events:
         got = outcomes[event.event_id]

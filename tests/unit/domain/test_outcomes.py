@@ -398,3 +398,118 @@ def test_bisect_refused_stops_at_the_depth_bound():
     assert not result.split
     assert {o.fate for o in result.outcomes.outcomes} == {Fate.FAILED}
     assert all("depth 3" in o.reason for o in result.outcomes.outcomes)
+
+
+# -- several failures in one refused bundle (the emulator's `bundle_failures: all`) --------------
+
+EXISTS: dict[str, Any] = {"code": 409, "type": "ALREADY_EXISTS", "message": "exists"}
+MISSING: dict[str, Any] = {"code": 404, "type": "NOT_FOUND", "message": "not found"}
+NO_END: dict[str, Any] = {"code": 400, "type": "FAILED_PRECONDITION", "message": "no end"}
+CANCELLED_RECEIPT: tuple[str, dict[str, Any] | None] = ("CANCELLED", None)
+
+
+def _error_types(outcomes) -> dict[str, str | None]:
+    return {o.event_id: None if o.error is None else str(o.error.type) for o in outcomes.outcomes}
+
+
+def test_outcomes_several_failures_each_dead_letter_their_own_event_with_their_own_error():
+    created, deleted, kept = res(C, "office", "o1"), res(D, "office", "o2"), res(U, "office", "o3")
+    linked = link(U, frm="o3", to="p9")
+    bundle = one_bundle([created, deleted, kept, linked])
+    position = {op.carrier.event_id: i for i, op in enumerate(bundle.ops)}
+    statuses = {
+        position[created.event_id]: ("FAILURE", EXISTS),
+        position[deleted.event_id]: ("FAILURE", MISSING),
+        position[kept.event_id]: CANCELLED_RECEIPT,
+        position[linked.event_id]: ("FAILURE", NO_END),
+    }
+
+    outcomes = outcomes_from_receipts(bundle, sync_answer(bundle, statuses))
+
+    assert [o.event_id for o in outcomes.failed] == [
+        created.event_id,
+        deleted.event_id,
+        linked.event_id,
+    ]
+    assert _error_types(outcomes) == {
+        created.event_id: "ALREADY_EXISTS",
+        deleted.event_id: "NOT_FOUND",
+        kept.event_id: None,
+        linked.event_id: "FAILED_PRECONDITION",
+    }
+    assert outcomes.to_replan == (kept.event_id,)
+    assert all(o.bound_to is None for o in outcomes.outcomes)
+
+
+def test_outcomes_several_failures_unmerge_a_refused_merge_beside_a_failed_single_event():
+    first, second = res(C, "office", "o1"), res(U, "office", "o1")
+    gone, innocent = res(D, "office", "o2"), res(U, "office", "o3")
+    bundle = one_bundle([first, second, gone, innocent])
+    assert len(bundle.ops) == 3
+    statuses = {0: ("FAILURE", EXISTS), 1: ("FAILURE", MISSING), 2: CANCELLED_RECEIPT}
+
+    outcomes = outcomes_from_receipts(bundle, sync_answer(bundle, statuses))
+
+    assert fates(outcomes) == {
+        first.event_id: Fate.UNMERGED,
+        second.event_id: Fate.UNMERGED,
+        gone.event_id: Fate.FAILED,
+        innocent.event_id: Fate.CANCELLED,
+    }
+    assert outcomes.no_merge == {first.event_id, second.event_id}
+    assert set(outcomes.to_replan) == {first.event_id, second.event_id, innocent.event_id}
+    assert _error_types(outcomes)[gone.event_id] == "NOT_FOUND"
+
+
+def test_outcomes_several_failures_in_an_atomic_batch_keep_their_errors_and_bind_the_rest():
+    batch = [
+        res(C, "office", "o1", atomicBatch="b1"),
+        res(D, "office", "o2", atomicBatch="b1"),
+        res(U, "office", "o3", atomicBatch="b1"),
+    ]
+    bundle = one_bundle(batch)
+    statuses = {0: ("FAILURE", EXISTS), 1: ("FAILURE", MISSING), 2: CANCELLED_RECEIPT}
+
+    outcomes = outcomes_from_receipts(bundle, sync_answer(bundle, statuses))
+
+    assert set(fates(outcomes).values()) == {Fate.FAILED}
+    assert _error_types(outcomes) == {
+        batch[0].event_id: "ALREADY_EXISTS",
+        batch[1].event_id: "NOT_FOUND",
+        batch[2].event_id: "ALREADY_EXISTS",
+    }
+    assert [o.bound_to for o in outcomes.outcomes] == [None, None, batch[0].event_id]
+    assert outcomes.to_replan == ()
+
+
+def test_outcomes_a_relationship_failing_on_its_own_beside_its_failed_create_keeps_its_error():
+    create = _created_by_worker("provider", "p1")
+    link_event, other = link(C), res(U, "clinic", "c1")
+    bundle = one_bundle([create, link_event, other])
+    statuses = {0: ("FAILURE", ANY_ERROR), 1: CANCELLED_RECEIPT, 2: ("FAILURE", NO_END)}
+
+    outcomes = outcomes_from_receipts(bundle, sync_answer(bundle, statuses))
+
+    judged = outcomes.of(link_event.event_id)
+    assert (judged.fate, judged.bound_to) == (Fate.FAILED, None)
+    assert judged.error is not None
+    assert judged.error.type is ErrorType.FAILED_PRECONDITION
+    assert outcomes.to_replan == (other.event_id,)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_outcomes_several_failures_read_the_same_from_shuffled_task_receipts(seed):
+    bundle, _ = _mixed_bundle()
+    statuses: dict[int, tuple[str, dict[str, Any] | None]] = {
+        1: ("FAILURE", ANY_ERROR),
+        3: ("FAILURE", MISSING),
+    }
+    statuses |= dict.fromkeys((0, 2, 4), CANCELLED_RECEIPT)
+    sync = sync_answer(bundle, statuses)
+    flat = sync.resource_operation_receipts + sync.relationship_operation_receipts
+    shuffled = list(itertools.permutations(flat))[seed * 29 % 120]
+
+    task = outcomes_from_receipts(bundle, TaskState(status="FAILURE", receipts=list(shuffled)))
+
+    assert task == outcomes_from_receipts(bundle, sync)
+    assert len(task.failed) == 2

@@ -315,3 +315,117 @@ def test_bundle_sync_injected_failure_fails_every_receipt(registry: Registry) ->
     assert reply.status == 400
     assert reply.body["resourceOperationReceipts"][0]["error"] == failure
     assert registry.snapshot("s")["resources"] == []
+
+
+def _refused_bundle() -> Any:
+    """Office 1 exists; then a valid office, a CREATE of 1 again, an off-profile provider, a
+    valid provider, a DELETE of a missing office, a link to a missing provider and a valid link."""
+    return bundle(
+        [
+            office("5", "New office"),
+            res("CREATE", "office", "1", data={"name": "Again"}),
+            res("UPSERT", "provider", "2", data={"name": "Ann", "UNKNOWN": 1}),
+            provider("3"),
+            res("DELETE", "office", "9"),
+        ],
+        [rel("UPSERT", "1", "404"), rel("CREATE", "1", "3")],
+    )
+
+
+def test_bundle_failures_first_reports_only_the_first_failing_operation(
+    make_registry: RegistryFactory,
+) -> None:
+    registry = make_registry()
+    registry.bundle("s", bundle([office("1", "Old name")]), raw_size=10)
+    body = bundle([office("2"), res("DELETE", "office", "9"), res("DELETE", "office", "8")])
+
+    reply = registry.bundle("s", body, raw_size=10)
+
+    statuses = [r["status"] for r in reply.body["resourceOperationReceipts"]]
+    assert statuses == ["CANCELLED", "FAILURE", "CANCELLED"]
+    assert registry.config.bundle_failures == "first"
+
+
+def _errors(receipts: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [(r["status"], r.get("error", {}).get("type")) for r in receipts]
+
+
+def test_bundle_failures_all_reports_every_failing_operation_and_applies_nothing(
+    make_registry: RegistryFactory,
+) -> None:
+    registry = make_registry(bundle_failures="all")
+    registry.bundle("s", bundle([office("1", "Old name")]), raw_size=10)
+    before = registry.snapshot("s")
+
+    reply = registry.bundle("s", _refused_bundle(), raw_size=10)
+
+    assert reply.status == 400
+    assert _errors(reply.body["resourceOperationReceipts"]) == [
+        ("CANCELLED", None),
+        ("FAILURE", "ALREADY_EXISTS"),
+        ("FAILURE", "FAILED_PRECONDITION"),
+        ("CANCELLED", None),
+        ("FAILURE", "NOT_FOUND"),
+    ]
+    assert _errors(reply.body["relationshipOperationReceipts"]) == [
+        ("FAILURE", "FAILED_PRECONDITION"),
+        ("CANCELLED", None),
+    ]
+    schema = reply.body["resourceOperationReceipts"][2]["error"]
+    assert schema["message"] == "invalid schema for provider"
+    assert "404" in reply.body["relationshipOperationReceipts"][0]["error"]["message"]
+    assert registry.snapshot("s") == before
+    assert [w["id"] for w in registry.write_log()] == ["1"]
+
+
+def test_bundle_failures_all_judges_each_operation_on_what_ran_before_it(
+    make_registry: RegistryFactory,
+) -> None:
+    registry = make_registry(bundle_failures="all")
+    # the provider's CREATE fails, so the link to it fails too; the office's CREATE runs, so the
+    # second link finds it (and is cancelled, not failed)
+    body = bundle(
+        [res("CREATE", "provider", "2", data={"UNKNOWN": 1}), office("1", action="CREATE")],
+        [rel("CREATE", "1", "2"), rel("DELETE", "1", "7")],
+    )
+
+    reply = registry.bundle("s", body, raw_size=10)
+
+    assert _errors(reply.body["resourceOperationReceipts"]) == [
+        ("FAILURE", "FAILED_PRECONDITION"),
+        ("CANCELLED", None),
+    ]
+    assert _errors(reply.body["relationshipOperationReceipts"]) == [
+        ("FAILURE", "FAILED_PRECONDITION"),
+        ("FAILURE", "NOT_FOUND"),
+    ]
+    assert registry.snapshot("s") == {"resources": [], "relationships": []}
+
+
+def test_bundle_failures_all_shows_every_failure_in_an_async_task(
+    make_registry: RegistryFactory,
+) -> None:
+    registry = make_registry(mode="async", task_pending_polls=0, bundle_failures="all")
+    body = bundle([office("1"), res("DELETE", "office", "9"), res("DELETE", "provider", "8")])
+
+    task_id = registry.bundle("s", body, raw_size=10).body["taskId"]
+
+    answer = registry.task_status("s", task_id, with_receipts=True).body
+    assert answer["status"] == "FAILURE"
+    assert _errors(answer["receipts"]) == [
+        ("CANCELLED", None),
+        ("FAILURE", "NOT_FOUND"),
+        ("FAILURE", "NOT_FOUND"),
+    ]
+    assert registry.snapshot("s")["resources"] == []
+
+
+def test_bundle_failures_switch_applies_from_the_next_bundle(registry: Registry) -> None:
+    body = bundle([res("DELETE", "office", "9"), res("DELETE", "office", "8")])
+
+    first = registry.bundle("s", body, raw_size=10).body["resourceOperationReceipts"]
+    registry.config.bundle_failures = "all"  # type: ignore[assignment]  # validated on assignment
+    every = registry.bundle("s", body, raw_size=10).body["resourceOperationReceipts"]
+
+    assert [r["status"] for r in first] == ["FAILURE", "CANCELLED"]
+    assert [r["status"] for r in every] == ["FAILURE", "FAILURE"]

@@ -145,6 +145,28 @@ async def test_admin_config_switches_apply_to_the_next_request(client, registry)
     assert removed.json()["source_modes"] == {}
 
 
+async def test_admin_config_bundle_failures_all_reports_every_failure_of_the_next_bundle(
+    client, registry
+):
+    body = {
+        "resourceOperations": [
+            {"action": "DELETE", "delete": {"type": "office", "id": "9"}},
+            {"action": "DELETE", "delete": {"type": "office", "id": "8"}},
+        ],
+        "relationshipOperations": [],
+    }
+    first = await client.post(f"{S}/bundle", json=body, headers=AUTH)
+    changed = await client.patch(f"{A}/config", json={"bundle_failures": "all"})
+    every = await client.post(f"{S}/bundle", json=body, headers=AUTH)
+
+    assert changed.json()["bundle_failures"] == "all"
+    statuses = [
+        [r["status"] for r in answer.json()["resourceOperationReceipts"]]
+        for answer in (first, every)
+    ]
+    assert statuses == [["FAILURE", "CANCELLED"], ["FAILURE", "FAILURE"]]
+
+
 async def test_admin_config_source_modes_merge(client, registry):
     await client.patch(f"{A}/config", json={"source_modes": {"a": "async"}})
     await client.patch(f"{A}/config", json={"source_modes": {"b": "async_above"}})
@@ -159,6 +181,7 @@ async def test_admin_config_source_modes_merge(client, registry):
         ({"seed": 3}, "seed"),
         ({"task_pending_polls": -1}, "task_pending_polls"),
         ({"source_modes": ["a"]}, "source_modes"),
+        ({"bundle_failures": "some"}, "bundle_failures"),
         ([1, 2], "config"),
     ],
 )

@@ -11,7 +11,10 @@
 --                           acts: {entity key: action of its operation there},
 --                           claim: 1 when the caller sends it itself if it is ready}],
 --                rejects: [{e, err: JSON string}],
---                blocked: [{e, bid}]: events behind a slow bundle (see `block` in _lib.lua)}
+--                blocked: [{e, bid}]: events behind a slow bundle (see `block` in _lib.lua),
+--                aborted: [ids of bundles of this plan aborted by earlier calls],
+--                final: false when more calls of this round follow (the lease is kept; rejects,
+--                       blocked events and the next due time go with the last call)}
 -- Returns  'lost' when the lease is not the caller's (nothing written); else three strings per
 --          bundle: id, 'ready' (claimed by the caller when it asked, fence 1; else due for the
 --          ticker) | 'waiting' (for its predecessors) | 'aborted' (its events stay in the
@@ -26,7 +29,8 @@
 -- of the plan that follows an aborted one. Rejected events (no bundle can carry them) are
 -- dead-lettered, and blocked events move to their slow bundle's list (left in the log if it is no
 -- longer slow). Then the source is due again: at once when the read was cut, a bundle was aborted
--- or a blocked event left, else as its remaining events' linger and max age say.
+-- or a blocked event left, else as its remaining events' linger and max age say. A round commits
+-- in several calls of whole bundles (`flush_chunk` events), so no call holds Redis for long.
 
 local cfg = cjson.decode(ARGV[1])
 local now = cfg.now
@@ -34,6 +38,7 @@ if redis.call('GET', P .. 'plock') ~= cfg.token then return 'lost' end
 
 local out = {}
 local aborted = {}
+for _, a in ipairs(as_list(cfg.aborted)) do aborted[a] = true end
 local stamped = tonumber(redis.call('GET', P .. 'sbepoch') or '0') ~= tonumber(cfg.epoch)
 local committed = 0
 
@@ -131,6 +136,8 @@ for _, b in ipairs(as_list(cfg.blocked)) do
 end
 
 redis.call('HINCRBY', P .. 'stats', 'planned', committed)
-redis.call('DEL', P .. 'plock')
-plan_due(now, cfg.linger, cfg.max_age, cfg.more or left or next(aborted) ~= nil)
+if cfg.final ~= false then
+  redis.call('DEL', P .. 'plock')
+  plan_due(now, cfg.linger, cfg.max_age, cfg.more or left or next(aborted) ~= nil)
+end
 return out

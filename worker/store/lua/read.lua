@@ -1,7 +1,10 @@
 -- read.lua: take the source's planning lease and read the head of its ready log.
 --
 -- KEYS[1]  source prefix
--- ARGV[1]  JSON {token, lease (ms), limit: events at most, max_bytes: event bytes at most}
+-- ARGV[1]  JSON {token, lease (ms), limit: events at most, max_bytes: event bytes at most,
+--                chunk: events at most in this call,
+--                after?: continue a round: the seq of the last event its earlier calls read,
+--                read?, bytes?: what they read, bulk?: the kind of request they read}
 -- Returns  [meta JSON, events JSON, content...]; events is one JSON array of
 --          [eventId, seq, head (the stored JSON without data and contained, embedded as is),
 --          nm (0|1), k, tr, ab, g, bytes] in seq order, and each event's stored data and contained
@@ -12,37 +15,50 @@
 --          slow?: {key: 'x:<bundle>'|'s:<bundle>'} keys read that a slow bundle holds,
 --          virtual?: {key: [[bundle, lowest seq], ...]} keys read that events blocked behind a
 --                    slow bundle touch, with the lowest seq blocked there per slow bundle,
---          after_delete?: [entity keys read whose last planned operation is a DELETE]}
+--          after_delete?: [entity keys read whose last planned operation is a DELETE],
+--          chunk?: true when this call stopped at `chunk` events and the round may read on}
 --
 -- One planner per source at a time: the lease (`plock`, the caller's token, expiring after
 -- `lease` ms) is taken here and checked and released by commit.lua; a planner that lost it
 -- commits nothing. The read is a prefix of the log in seq order, cut at the limits (an atomic
 -- batch is never cut: it is read whole or left for the next round) and at the first event of
 -- the other mode (bulk or bundle), so one round plans one kind of request. Its cost does not
--- depend on how many groups or events reference one resource: one HMGET per event read.
+-- depend on how many groups or events reference one resource: one HMGET per event read. A round
+-- reads in calls of at most `chunk` events (each call ends between atomic batches), so no call
+-- holds Redis for long: the first takes the lease, the next ones (`after`) check and extend it.
 
 local cfg = cjson.decode(ARGV[1])
-if not redis.call('SET', P .. 'plock', cfg.token, 'NX', 'PX', cfg.lease) then
+local going_on = cfg.after ~= nil
+if going_on then
+  if redis.call('GET', P .. 'plock') ~= cfg.token then return {cjson.encode({busy = true}), '[]'} end
+  redis.call('PEXPIRE', P .. 'plock', cfg.lease)
+elseif not redis.call('SET', P .. 'plock', cfg.token, 'NX', 'PX', cfg.lease) then
   return {cjson.encode({busy = true}), '[]'}
 end
 
 local meta = {epoch = tonumber(redis.call('GET', P .. 'sbepoch') or '0'),
               seq = tonumber(redis.call('GET', P .. 'seq') or '0'),
               shrink = redis.call('GET', P .. 'shrink'), more = false, bulk = false}
--- send-backs before this read are all in the log now: only later ones can stop a commit
-redis.call('DEL', P .. 'sbk')
+-- send-backs before this round's first read are all in the log now: only later ones can stop
+-- a commit
+if not going_on then redis.call('DEL', P .. 'sbk') end
+local before, before_bytes = tonumber(cfg.read) or 0, tonumber(cfg.bytes) or 0
+local chunk = tonumber(cfg.chunk) or cfg.limit
 
 local parts = {}
 local rowkeys = {} -- per part: the event's entity key and touched resources
 local contents = {} -- per part: the event's stored data and contained, returned as they are
 local bytes, count = 0, 0
 local mode = nil
+if going_on then mode = cfg.bulk == 1; meta.bulk = mode end
 local batch, batch_start_parts, batch_start_bytes = nil, 0, 0
-local window = math.max(cfg.limit, 64)
+local window = math.max(math.min(chunk, cfg.limit - before) + 16, 64)
 local offset = 0
 local stop = false
+local from = going_on and ('(' .. cfg.after) or '-inf'
 while not stop do
-  local items = redis.call('ZRANGE', P .. 'ready', offset, offset + window - 1, 'WITHSCORES')
+  local items = redis.call('ZRANGE', P .. 'ready', from, '+inf', 'BYSCORE', 'LIMIT', offset, window,
+                           'WITHSCORES')
   if #items == 0 then break end
   for j = 1, #items, 2 do
     local eid = items[j]
@@ -51,17 +67,24 @@ while not stop do
     local ab = h[5] or false
     local bulk = h[7] == '1' and not ab
     if mode == nil then mode = bulk; meta.bulk = bulk end
+    local inside = ab and ab == batch -- within an atomic batch already read in part
     if ab ~= batch then
       batch = ab
       batch_start_parts, batch_start_bytes = #parts, bytes
     end
-    local full = count > 0 and (count >= cfg.limit or bytes + size > cfg.max_bytes)
+    local total = before + count
+    local full = total > 0 and (total >= cfg.limit or before_bytes + bytes + size > cfg.max_bytes)
     if bulk ~= mode or (full and not ab) then
       meta.more = true
       stop = true
       break
     end
-    if full and ab and batch_start_parts > 0 then
+    if count >= chunk and not inside then
+      meta.chunk = true -- the round may read on, from here, in another call
+      stop = true
+      break
+    end
+    if full and ab and before + batch_start_parts > 0 then
       -- the batch does not fit after what was read: leave it whole for the next round
       for k = #parts, batch_start_parts + 1, -1 do
         parts[k] = nil; rowkeys[k] = nil; contents[k] = nil
@@ -132,7 +155,7 @@ if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .
   meta.virtual = virtual
 end
 redis.call('HINCRBY', P .. 'stats', 'read', count)
-if count == 0 then redis.call('DEL', P .. 'plock') end
+if count == 0 and before == 0 then redis.call('DEL', P .. 'plock') end
 local reply = {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']'}
 for _, content in ipairs(contents) do reply[#reply + 1] = content end
 return reply
