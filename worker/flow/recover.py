@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from worker.flow.claims import claim_one
+from worker.flow.claims import Renewal, claim_one
 from worker.flow.counts import RecoverResult, SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError, Sendable, rebuild_bundle, sendable_event_ids
@@ -143,15 +143,13 @@ def send_in_order(
     """Send these claimed bundles one after another, then those of `waiting` (bundles planned
     here, kept in memory) that become ready meanwhile, and the bundles that take the place of a
     recorded one (its events sent again, planned again here); renew the claims of those still
-    waiting their turn every third of the claim TTL. Other bundles that become ready are nudged
-    to any worker (and left out of `counts.ready`)."""
-    renew_every = deps.settings.claim_ttl_ms // 3
-    last_renewal = deps.now_ms()
+    waiting their turn (`claims.Renewal`). Other bundles that become ready are nudged to any
+    worker (and left out of `counts.ready`)."""
+    renewal = Renewal(
+        deps, lambda: deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], deps.now_ms())
+    )
     while own:
-        now = deps.now_ms()
-        if now - last_renewal >= renew_every:
-            deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], now)
-            last_renewal = now
+        renewal()
         claimed = own.popleft()
         seen = len(counts.ready)
         submit_claimed(deps, source, claimed, counts)

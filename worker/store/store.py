@@ -71,10 +71,12 @@ class Store(StorePublish, StoreReads, StoreSizing):
         slow = dict(meta.get("slow") or {})
         after_delete = set(meta.get("after_delete") or ())
         virtual = dict(meta.get("virtual") or {})
+        read_bytes = sum(e.size for e in events)
         while meta.get("chunk") and events:
             arguments.update(after=events[-1].seq, read=len(events), bulk=int(bool(meta["bulk"])),
-                             bytes=sum(e.size for e in events))  # fmt: skip
+                             bytes=read_bytes)  # fmt: skip
             more, read = self._read_call(source, arguments)
+            read_bytes += sum(e.size for e in read)
             if more.get("busy"):  # the lease expired meanwhile: commit.lua will find it lost
                 break
             events += read

@@ -8,16 +8,15 @@ are resolved by reading back (test_readback.py); a refusal without receipts is b
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
-from worker.pipeline import flush, run_due
-from worker.results import backlog, event_status
+from worker.pipeline import flush
+from worker.results import event_status
 
 from .checks import check_against_oracle
-from .conftest import SOURCE, Harness
+from .conftest import SOURCE
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +27,6 @@ def offices(*ids: str) -> list[dict[str, Any]]:
          "type": "office", "id": i, "data": {"name": f"Office {i}"}}
         for i in ids
     ]  # fmt: skip
-
-
-def run_until(harness: Harness, condition, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, backlog(harness.deps).to_dict()
-        if run_due(harness.deps).idle:
-            time.sleep(0.005)
 
 
 @pytest.mark.parametrize(
