@@ -11,8 +11,8 @@ off, JSON), minus the task events, which would cost the baseline a few messages 
 worker consumes its own queue, and all the events that touch one entity go to the same queue
 (`queues_by_component`): with one pool process per worker, an entity's events then run in
 publish order, which any one-task-per-event design needs to end in the right state. Each task
-counts itself in Redis (done, or failed with the event id and the error's type), so the
-benchmark waits on a count, not on a guess.
+counts itself in Redis (done, or failed with the event id, the error's type and the start of
+its message), so the benchmark waits on a count, not on a guess.
 
 Start a worker with `celery -A bench.baseline worker -Q bench-baseline-0 -c 1`; settings come from
 the environment, as for ours.
@@ -115,7 +115,9 @@ def apply_event(event: dict[str, Any]) -> None:
         write_one(deps.client, event)
     except Exception as exc:  # every failure is counted: the benchmark waits on the counts
         kind = getattr(exc, "error_type", None) or type(exc).__name__
-        deps.redis.rpush(FAILED_KEY, f"{event.get('eventId')}: {kind}")
+        # the message's start, so that a write that should not have failed says why
+        why = str(getattr(exc, "message", None) or exc)[:120]
+        deps.redis.rpush(FAILED_KEY, f"{event.get('eventId')}: {kind} {why}")
     else:
         deps.redis.incr(DONE_KEY)
 

@@ -23,12 +23,14 @@ from celery import Celery
 from bench.baseline import queue_name
 from bench.stream import State, normalized
 from worker.demo_stack import (
+    PORT_ATTEMPTS,
     READY_TIMEOUT_S,
     PrivateRedis,
     StackError,
     Workers,
     environment_for,
     free_port,
+    stop_process,
     wait_until,
 )
 from worker.settings import IngestSettings
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 PING_TIMEOUT_S = 0.5
 
 
@@ -92,29 +93,47 @@ class Stack:
 
 
 class EmulatorProcess:
-    """`clinia-ingest emulator` on a free loopback port, its key in the environment (not `ps`)."""
+    """`clinia-ingest emulator` on a free loopback port, its key in the environment (not `ps`).
+
+    As for the private Redis (`PrivateRedis`), the emulator is ours only when its health answer
+    names our process: another process may take the port between its pick and our bind.
+    """
 
     def __init__(self, directory: Path, api_key: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLINIA_", "INGEST_"))}
         env["CLINIA_API_KEY"] = api_key
-        args = [*_emulator_command(), "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "warning"]  # fmt: skip
         self.log_path = directory / "emulator.log"
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
-                args, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self._http = httpx.Client(base_url=f"{self.url}/_emulator", timeout=ADMIN_TIMEOUT_S)
-        wait_until(self._healthy, timeout_s=READY_TIMEOUT_S, what="the emulator did not start")
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            args = [*_emulator_command(), "--host", "127.0.0.1", "--port", str(self.port),
+                    "--log-level", "warning"]  # fmt: skip
+            with self.log_path.open("wb") as out:
+                self.process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
+                    args, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            self._http = httpx.Client(base_url=f"{self.url}/_emulator", timeout=ADMIN_TIMEOUT_S)
+            wait_until(self._answers, timeout_s=READY_TIMEOUT_S, what="the emulator did not start")
+            if self.process.poll() is None and self._pid() == self.process.pid:
+                return
+            self._http.close()
+            stop_process(self.process)  # the port was taken: try another
+        raise StackError(f"the emulator found no free port in {PORT_ATTEMPTS} attempts")
 
-    def _healthy(self) -> bool:
-        self.alive()
+    def _answers(self) -> bool:
+        """Whether the emulator exited at start or something answers health on its port."""
+        if self.process.poll() is not None:
+            return True
         try:
             return self._http.get("/health").status_code == 200
         except httpx.TransportError:
             return False
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self._http.get("/health").json().get("pid", 0))
+        except (httpx.TransportError, ValueError, AttributeError):
+            return None
 
     def alive(self) -> bool:
         """Whether the emulator still runs (one that exited says why in its log)."""
@@ -156,13 +175,7 @@ class EmulatorProcess:
 
     def stop(self) -> None:
         self._http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
+        stop_process(self.process)
 
 
 def _emulator_command() -> list[str]:

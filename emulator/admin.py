@@ -8,6 +8,7 @@ requests at will. Every answer is JSON; errors use the Registry's error shape.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,9 @@ def admin_routes(ctx: EmulatorContext) -> list[BaseRoute]:
     registry = ctx.registry
 
     async def health(request: Request) -> Response:
-        return _ok({"status": "ok"})
+        # the process id lets whoever started the emulator on a port check that the answer is
+        # its own process, not another one that took the port first
+        return _ok({"status": "ok", "pid": os.getpid()})
 
     async def resources(request: Request) -> Response:
         found = registry.snapshot(request.path_params["sourceKey"])["resources"]

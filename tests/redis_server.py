@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis
 
+PORT_ATTEMPTS = 5
+
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
@@ -33,12 +35,28 @@ class RedisServer:
         self.appendonly = appendonly
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarted = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, *, ready_timeout_s: float = 10.0) -> None:
+        """Start the server; on a first start, on another port if another process took ours.
+
+        A port is only free when `free_port` picks it: the server is ours when it answers with
+        our process id. A restart keeps its port (its clients hold the URL), so a stranger on
+        it is an error there.
+        """
+        for _ in range(PORT_ATTEMPTS):
+            if self._start_once(ready_timeout_s):
+                return
+            if self.restarted:
+                raise RuntimeError(f"port {self.port} was taken while redis-server was down")
+            self.port = free_port()
+        raise RuntimeError(f"redis-server found no free port in {PORT_ATTEMPTS} attempts")
+
+    def _start_once(self, ready_timeout_s: float) -> bool:
         args = [
             self.binary,
             "--bind", "127.0.0.1",
@@ -51,21 +69,34 @@ class RedisServer:
             "--logfile", str(self.directory / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = process
         deadline = time.monotonic() + ready_timeout_s
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         try:
             while True:
                 try:
-                    if client.ping():
-                        return
+                    pid = int(client.info("server")["process_id"])
                 except redis.ConnectionError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+                    exited = process.poll() is not None
+                    if exited or time.monotonic() > deadline:
+                        log = self._log_tail()
+                        if exited and "already in use" in log:
+                            self.process = None
+                            return False  # the port is taken
                         raise RuntimeError(f"redis-server did not start:\n{log}") from None
                     time.sleep(0.02)
+                    continue
+                if pid == process.pid:
+                    return True
+                self.stop()  # another server answers on the port
+                return False
         finally:
             client.close()
+
+    def _log_tail(self) -> str:
+        path = self.directory / "redis.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
 
     def stop(self) -> None:
         """Kill the server at once, as a crash would (AOF with fsync always keeps every write)."""
@@ -76,4 +107,5 @@ class RedisServer:
 
     def restart(self) -> None:
         self.stop()
+        self.restarted = True
         self.start()

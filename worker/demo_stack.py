@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from worker.settings import ENV_NAMES, IngestSettings
 
 READY_TIMEOUT_S = 30.0
+PORT_ATTEMPTS = 5
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.05
 
@@ -47,33 +48,56 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) ->
 
 
 class PrivateRedis:
-    """A redis-server on a free loopback port, persistence off, that never evicts."""
+    """A redis-server on a free loopback port, persistence off, that never evicts.
+
+    A free port is only free when it is picked: another process may take it before our server
+    binds it. So the server is ours only when it answers with our process id; when it exits at
+    start, or a stranger answers, it starts again on another port.
+    """
 
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise StackError("the demo needs `redis-server` on the PATH (Redis 7)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(directory),
-                "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-                "--logfile", str(directory / "redis.log")]  # fmt: skip
-        self.process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_until(self._accepts, timeout_s=READY_TIMEOUT_S, what="redis-server did not start")
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            args = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
+                    str(directory), "--save", "", "--appendonly", "no", "--maxmemory-policy",
+                    "noeviction", "--logfile", str(directory / "redis.log")]  # fmt: skip
+            self.process = subprocess.Popen(  # noqa: S603 - our own arguments, no shell
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            wait_until(self._answers, timeout_s=READY_TIMEOUT_S, what="redis-server did not start")
+            if self.process.poll() is None and self._server_pid() == self.process.pid:
+                return
+            stop_process(self.process)  # the port was taken: try another
+        raise StackError(f"redis-server found no free port in {PORT_ATTEMPTS} attempts")
 
-    def _accepts(self) -> bool:
+    def _answers(self) -> bool:
+        """Whether the server exited at start or someone accepts on its port."""
         if self.process.poll() is not None:
-            raise StackError("redis-server exited at start")
+            return True
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                 return True
         except OSError:
             return False
 
+    def _server_pid(self) -> int | None:
+        """The process id of whatever Redis answers on our port (None: nothing answers)."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=READY_TIMEOUT_S)
+        try:
+            return int(client.info("server")["process_id"])
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
 
 
 class Workers:
@@ -106,7 +130,7 @@ class Workers:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process, _ in self.processes:
-            _stop(process)
+            stop_process(process)
 
 
 def environment_for(settings: IngestSettings, base: Mapping[str, str]) -> dict[str, str]:
@@ -121,7 +145,8 @@ def environment_for(settings: IngestSettings, base: Mapping[str, str]) -> dict[s
     return env
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process we started: SIGTERM, then SIGKILL after STOP_TIMEOUT_S."""
     if process.poll() is None:
         process.terminate()
     try:
