@@ -254,7 +254,10 @@ class ChangeEvent(_EventModel):
     @property
     def stored_content(self) -> str | None:
         """`data` and `contained` as stored, when read without decoding them (else None)."""
-        return self._content
+        # read from pydantic's private dict directly: `self._content` goes through the model's
+        # `__getattr__`, a few microseconds per operation built or checked
+        private = self.__pydantic_private__
+        return private.get("_content") if private else None
 
     def stored_parts(self) -> tuple[str, str]:
         """The event as stored: (its JSON without `data` and `contained`, the JSON object of

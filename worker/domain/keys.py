@@ -5,13 +5,17 @@ to.type, to.id)` (the Registry's two relationship-id forms disagree, so we key o
 names it). Every part matches an `api_client.ids` pattern (ASCII letters, digits, `_` and `-`
 only), so the string forms joined with `:` are unambiguous, parse back, and are safe inside a Redis
 key (no braces, spaces or colons inside a part).
+
+Keys are dict and set members all through planning, so each computes its hash once and keeps it
+beside its fields (equality and order stay the fields' alone); keys built from parts already
+checked (`key_of`) skip the pattern checks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Final, TypeVar
+from typing import Final
 
 from api_client.ids import is_resource_id, is_source_key, is_type_key
 from worker.domain.events import ChangeEvent, Endpoint, Target
@@ -42,6 +46,12 @@ class ResourceKey:
     def __str__(self) -> str:
         return f"{_RESOURCE_TAG}:{self.source}:{self.type}:{self.id}"
 
+    def __hash__(self) -> int:
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:  # computed once (see the module docstring)
+            cached = self.__dict__["_hash"] = hash((self.source, self.type, self.id))
+        return cached
+
 
 @dataclass(frozen=True, order=True)
 class RelationshipKey:
@@ -67,6 +77,13 @@ class RelationshipKey:
             f":{self.to_type}:{self.to_id}"
         )
 
+    def __hash__(self) -> int:
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:  # computed once (see the module docstring)
+            parts = (self.source, self.type, self.from_type, self.from_id, self.to_type, self.to_id)
+            cached = self.__dict__["_hash"] = hash(parts)
+        return cached
+
     @property
     def from_key(self) -> ResourceKey:
         """The resource at the `from` end (its parts were checked with this key's)."""
@@ -81,8 +98,8 @@ class RelationshipKey:
     def endpoints(self) -> tuple[ResourceKey, ResourceKey]:
         """Both ends, `from` first; a relationship's operation depends on both (computed once)."""
         return (
-            _trusted(ResourceKey, self.source, self.from_type, self.from_id),
-            _trusted(ResourceKey, self.source, self.to_type, self.to_id),
+            _trusted_resource(self.source, self.from_type, self.from_id),
+            _trusted_resource(self.source, self.to_type, self.to_id),
         )
 
     @property
@@ -99,8 +116,6 @@ class RelationshipKey:
 EntityKey = ResourceKey | RelationshipKey
 """Any entity an event writes."""
 
-_Key = TypeVar("_Key", ResourceKey, RelationshipKey)
-
 
 def parse_key(text: str) -> EntityKey:
     """Read back a key's string form.
@@ -116,20 +131,31 @@ def parse_key(text: str) -> EntityKey:
     raise ValueError("not an entity key: expected 'res:source:type:id' or 'rel:source:type:...'")
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _trusted(cls: type[_Key], *parts: str) -> _Key:
+def _trusted_resource(source: str, type_: str, id_: str) -> ResourceKey:
     """A key from parts a `ChangeEvent` (or another key) already checked against the patterns.
 
     `key_of` runs several times per event on the hot path; re-matching every part there costs a
     third of planning time for nothing. The frozen dataclass's `__dict__` is filled directly.
     """
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    key = object.__new__(cls)
-    key.__dict__.update(zip(names, parts, strict=True))
+    key = object.__new__(ResourceKey)
+    key.__dict__.update(source=source, type=type_, id=id_)
+    return key
+
+
+def _trusted_relationship(
+    source: str, type_: str, ends: tuple[str, str, str, str]
+) -> RelationshipKey:
+    """`_trusted_resource` for a relationship: (from type, from id, to type, to id)."""
+    key = object.__new__(RelationshipKey)
+    from_type, from_id, to_type, to_id = ends
+    key.__dict__.update(
+        source=source,
+        type=type_,
+        from_type=from_type,
+        from_id=from_id,
+        to_type=to_type,
+        to_id=to_id,
+    )
     return key
 
 
@@ -148,12 +174,10 @@ def key_of(event: ChangeEvent) -> EntityKey:
     if event.target is Target.RESOURCE:
         if event.id is None:
             raise ValueError("id: unassigned; assign ids before taking keys")
-        return _trusted(ResourceKey, event.source_key, event.type, event.id)
+        return _trusted_resource(event.source_key, event.type, event.id)
     from_type, from_id = _endpoint_id(event.from_, "from")
     to_type, to_id = _endpoint_id(event.to, "to")
-    return _trusted(
-        RelationshipKey, event.source_key, event.type, from_type, from_id, to_type, to_id
-    )
+    return _trusted_relationship(event.source_key, event.type, (from_type, from_id, to_type, to_id))
 
 
 def resources_touched(key: EntityKey) -> tuple[ResourceKey, ...]:

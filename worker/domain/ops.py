@@ -85,9 +85,9 @@ class PlannedOp:
         decoded: dict[str, Any] = json.loads(self.wire)[self.action.value.lower()]
         return decoded
 
-    @property
+    @cached_property
     def target(self) -> Target:
-        """Whether the operation writes a resource or a relationship."""
+        """Whether the operation writes a resource or a relationship (asked often: cached)."""
         return Target.RESOURCE if isinstance(self.key, ResourceKey) else Target.RELATIONSHIP
 
     @property
@@ -95,10 +95,10 @@ class PlannedOp:
         """The event whose payload is sent."""
         return self.events[-1]
 
-    @property
+    @cached_property
     def event_ids(self) -> tuple[str, ...]:
-        """The ids of the events whose fate this operation carries."""
-        return tuple(e.event_id for e in self.events)
+        """The ids of the events whose fate this operation carries (asked often: cached)."""
+        return tuple(e.event.event_id for e in self.events)
 
     @property
     def atomic_batch(self) -> str | None:
@@ -221,11 +221,15 @@ def operation_json(carrier: ChangeEvent, action: Action, key: EntityKey | None =
 
 
 def plan_op(
-    events: tuple[PlannedEvent, ...], action: Action, expected_error: ErrorType | None = None
+    events: tuple[PlannedEvent, ...],
+    action: Action,
+    expected_error: ErrorType | None = None,
+    key: EntityKey | None = None,
 ) -> PlannedOp:
-    """A planned operation over `events` (publish order; the last is the carrier)."""
+    """A planned operation over `events` (publish order; the last is the carrier, whose key is
+    `key` when the caller has it already)."""
     carrier = events[-1].event
-    key = key_of(carrier)
+    key = key or key_of(carrier)
     return PlannedOp(
         key=key,
         action=action,

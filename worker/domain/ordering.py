@@ -158,7 +158,7 @@ def _op_of(node: _Node) -> PlannedOp:
         PlannedEvent(event, position, Role.CARRIER if i == last else Role.SUPERSEDED)
         for i, (event, position) in enumerate(node.events)
     )
-    return plan_op(events, node.action, node.expected_error)
+    return plan_op(events, node.action, node.expected_error, node.key)
 
 
 def _units(nodes: list[_Node]) -> tuple[Unit, ...]:

@@ -27,7 +27,7 @@ from functools import cached_property
 from typing import Final
 
 from api_client.models import Action, ErrorBody, ErrorType, Receipt, ReceiptStatus
-from worker.domain.coalesce import Fate, fates_for
+from worker.domain.coalesce import Fate, Role, fates_for
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
 from worker.domain.ops import PlannedOp, is_merged_delete
@@ -118,10 +118,15 @@ def _op_refs(submission: Submission) -> list[tuple[PlannedOp, OpRef]]:
     return refs
 
 
+_SUCCESS_FATES: Final = {Role.CARRIER: Fate.APPLIED, Role.SUPERSEDED: Fate.COALESCED}
+"""What a SUCCESS receipt makes of each role (`coalesce.fates_for`, without its checks)."""
+
 UNMERGED_WHEN_CANCELLED: Final = "a merged DELETE cancelled by a neighbour: replayed unmerged"
 
 
 def _read(op: PlannedOp, ref: OpRef, receipt: Receipt) -> list[EventOutcome]:
+    if receipt.status == ReceiptStatus.SUCCESS:  # most receipts: no error, no reason
+        return [EventOutcome(e.event_id, _SUCCESS_FATES[e.role], ref) for e in op.events]
     error_type = receipt.error.type if receipt.error is not None else None
     try:
         fates = fates_for([e.role for e in op.events], receipt.status, error_type)
@@ -243,16 +248,52 @@ def outcomes_from_receipts(
     refs = _op_refs(submission)
     receipts = aligned_receipts(submission, answer)
     outcomes: dict[str, EventOutcome] = {}
+    told = applied_anyway or retry_anyway
     for (op, ref), receipt in zip(refs, receipts, strict=True):
-        if op.key in applied_anyway:
+        if told and op.key in applied_anyway:
             receipt = Receipt(status=ReceiptStatus.SUCCESS)
-        elif op.key in retry_anyway:
+        elif told and op.key in retry_anyway:
             receipt = Receipt(status=ReceiptStatus.FAILURE, error=_UNTOLD)
         for outcome in _read(op, ref, receipt):
             outcomes[outcome.event_id] = outcome
-    ops = [op for op, _ in refs]
-    closed = _close_dependencies(ops, outcomes)
-    return Outcomes(tuple(closed[e] for op in ops for e in op.event_ids))
+    if any(outcome.fate is Fate.FAILED for outcome in outcomes.values()):
+        ops = [op for op, _ in refs]
+        outcomes = _close_dependencies(ops, outcomes)  # nothing to bind without a failure
+        _distrust_after_bound(refs, receipts, outcomes)
+    return Outcomes(tuple(outcomes.values()))
+
+
+BOUND_BEFORE: Final = "refused after an operation the bundle ran but that fails one by one"
+
+
+def _distrust_after_bound(
+    refs: Sequence[tuple[PlannedOp, OpRef]],
+    receipts: Sequence[Receipt],
+    outcomes: dict[str, EventOutcome],
+) -> None:
+    """Send again, instead of failing, the refusals that may be due to a bound operation.
+
+    A Registry that reports every failing operation of a refused bundle judged each one after
+    the operations before it in the request had run. An operation that ran there, yet fails one
+    by one (a member of a failed atomic batch, a relationship to a CREATE that failed), changed
+    what the later ones saw: a relationship to an office the batch deleted is refused, though
+    one by one the office is still there. So after such an operation, a refusal outside its
+    atomic batch is not the event's own outcome: it is CANCELLED and meets its fate when sent
+    again. Inside the batch it is (one by one, the batch runs as a whole too). A Registry that
+    reports only the first failure never reports one after such an operation.
+    """
+    ran: set[str | None] = set()  # the atomic batches (None: none) of bound operations that ran
+    for (op, ref), receipt in zip(refs, receipts, strict=True):
+        refused = receipt.status == ReceiptStatus.FAILURE
+        if refused and ran - {op.atomic_batch}:
+            for event_id in op.event_ids:
+                outcome = outcomes[event_id]
+                if outcome.fate is Fate.FAILED and outcome.bound_to is None:
+                    outcomes[event_id] = EventOutcome(
+                        event_id, Fate.CANCELLED, ref, outcome.error, reason=BOUND_BEFORE
+                    )
+        elif not refused and any(outcomes[e].fate is Fate.FAILED for e in op.event_ids):
+            ran.add(op.atomic_batch)
 
 
 def outcomes_for_rejections(plan: Plan) -> Outcomes:

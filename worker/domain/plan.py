@@ -156,23 +156,25 @@ class _Bin:
 
     def added_bytes(self, ops: Sequence[PlannedOp]) -> int:
         """Bytes `ops` would add: their own, plus one comma per operation after a list's first."""
+        resources, relationships = len(self.resource_ops), len(self.relationship_ops)
         total = 0
-        counts = {
-            Target.RESOURCE: len(self.resource_ops),
-            Target.RELATIONSHIP: len(self.relationship_ops),
-        }
         for op in ops:
-            total += op.size_bytes + (1 if counts[op.target] else 0)
-            counts[op.target] += 1
+            if op.target is Target.RESOURCE:
+                total += len(op.wire) + (1 if resources else 0)
+                resources += 1
+            else:
+                total += len(op.wire) + (1 if relationships else 0)
+                relationships += 1
         return total
 
     def fits(self, ops: Sequence[PlannedOp], caps: PlanCaps) -> bool:
         if self.isolated:
             return False
-        count = self.count + len(ops)
+        held = len(self.resource_ops) + len(self.relationship_ops)
+        count = held + len(ops)
         if count > caps.max_operations:
             return False
-        if self.count and count > (caps.target_operations or caps.max_operations):
+        if held and count > (caps.target_operations or caps.max_operations):
             return False  # the target closes a bundle, but never turns away a first unit
         return self.size + self.added_bytes(ops) <= caps.max_bytes
 

@@ -118,6 +118,8 @@ def order_problems(placed: Iterable[tuple[int, PlannedOp]]) -> Iterator[str]:
         if len(bundles) > 1:
             yield f"atomic batch {batch}: split over bundles {sorted(bundles)}"
     for key, entries in located.items():
+        if len(entries) < 2:
+            continue  # most entities: one operation, nothing to compare
         entries.sort(key=lambda entry: entry[1].first_position)
         for (b1, op1), (b2, op2) in pairwise(entries):
             if op1.last_position > op2.first_position:

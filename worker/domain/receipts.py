@@ -58,20 +58,22 @@ Answer = BundleReceipts | TaskState | BulkRejected
 """A terminal answer that carries receipts."""
 
 
-def _names(op: PlannedOp) -> set[tuple[str, str]]:
-    """The (type, id) pairs a receipt may use for `op`."""
+def _ids(op: PlannedOp) -> tuple[str, ...]:
+    """The ids a receipt may give `op` (a relationship has two documented forms)."""
     if isinstance(op.key, RelationshipKey):
-        return {(op.key.type, op.key.receipt_id), (op.key.type, op.key.short_receipt_id)}
-    return {(op.key.type, op.key.id)}
+        return (op.key.receipt_id, op.key.short_receipt_id)
+    return (op.key.id,)
 
 
-def _agrees(receipt: Receipt, op: PlannedOp) -> str | None:
-    """Why `receipt` cannot be `op`'s receipt, or None when every field it carries agrees."""
+def _agrees(receipt: Receipt, op: PlannedOp, *, id_checked: bool = False) -> str | None:
+    """Why `receipt` cannot be `op`'s receipt, or None when every field it carries agrees.
+
+    `id_checked`: the receipt was found under one of the op's ids (`_by_key`)."""
     if receipt.target_type is not None and receipt.target_type != _TARGET_TYPES[op.target]:
         return f"targetType {receipt.target_type} for a {op.target} operation"
     if receipt.type is not None and receipt.type != op.key.type:
         return f"type {receipt.type} for an operation on {op.key.type}"
-    if receipt.id is not None and (op.key.type, receipt.id) not in _names(op):
+    if not id_checked and receipt.id is not None and receipt.id not in _ids(op):
         return f"id {receipt.id} for {op.key}"
     if receipt.action is not None and receipt.action != op.action:
         return f"action {receipt.action} for a {op.action} operation"
@@ -81,8 +83,8 @@ def _agrees(receipt: Receipt, op: PlannedOp) -> str | None:
 def _by_key(ops: Sequence[PlannedOp], receipts: Sequence[Receipt], where: str) -> list[Receipt]:
     index: dict[tuple[str, str], int] = {}
     for position, op in enumerate(ops):
-        for name in _names(op):
-            index[name] = position
+        for op_id in _ids(op):
+            index[(op.key.type, op_id)] = position
     matched: list[Receipt | None] = [None] * len(ops)
     for receipt in receipts:
         if receipt.type is None or receipt.id is None:
@@ -95,7 +97,7 @@ def _by_key(ops: Sequence[PlannedOp], receipts: Sequence[Receipt], where: str) -
         position = found
         if matched[position] is not None:
             raise ReceiptMismatchError(f"{where}: two receipts for {ops[position].key}")
-        problem = _agrees(receipt, ops[position])
+        problem = _agrees(receipt, ops[position], id_checked=True)
         if problem is not None:
             raise ReceiptMismatchError(f"{where}: {problem}")
         matched[position] = receipt

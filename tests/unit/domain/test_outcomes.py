@@ -23,6 +23,7 @@ from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import RelationshipKey
 from worker.domain.ops import PlannedOp
 from worker.domain.outcomes import (
+    BOUND_BEFORE,
     OpRef,
     bound_by_failed_creates,
     outcomes_for_rejections,
@@ -513,3 +514,43 @@ def test_outcomes_several_failures_read_the_same_from_shuffled_task_receipts(see
 
     assert task == outcomes_from_receipts(bundle, sync)
     assert len(task.failed) == 2
+
+
+def _every_failure_bundle() -> tuple[BundlePlan, ChangeEvent, ChangeEvent, ChangeEvent]:
+    """An atomic batch (a DELETE that fails, then a DELETE of o2) and a link to o2 after it."""
+    missing = res(D, "office", "o1", atomicBatch="b1")
+    deleted = res(D, "office", "o2", atomicBatch="b1")
+    linked = link(C, frm="o2")
+    bundle = one_bundle([missing, deleted, linked])
+    return bundle, missing, deleted, linked
+
+
+def test_outcomes_every_failure_refusals_after_a_bound_operation_are_sent_again():
+    # The Registry ran the batch's DELETE of o2 before judging the link: one by one the batch
+    # fails whole, o2 stays, and the link applies. Its refusal is not its own outcome.
+    bundle, missing, deleted, linked = _every_failure_bundle()
+    answer = sync_answer(bundle, {0: ("FAILURE", MISSING), 1: CANCELLED_RECEIPT,
+                                  2: ("FAILURE", NO_END)})  # fmt: skip
+    outcomes = outcomes_from_receipts(bundle, answer)
+    assert fates(outcomes) == {
+        missing.event_id: Fate.FAILED,
+        deleted.event_id: Fate.FAILED,
+        linked.event_id: Fate.CANCELLED,
+    }
+    assert outcomes.of(deleted.event_id).bound_to == missing.event_id
+    assert outcomes.of(linked.event_id).reason == BOUND_BEFORE
+    assert outcomes.to_replan == (linked.event_id,)
+
+
+def test_outcomes_a_refusal_inside_the_bound_operations_batch_stays_its_own():
+    # One by one the batch runs whole too: its link to the office it deleted fails there.
+    missing = res(D, "office", "o1", atomicBatch="b1")
+    deleted = res(D, "office", "o2", atomicBatch="b1")
+    linked = link(C, frm="o2", atomicBatch="b1")
+    bundle = one_bundle([missing, deleted, linked])
+    answer = sync_answer(bundle, {0: CANCELLED_RECEIPT, 1: CANCELLED_RECEIPT,
+                                  2: ("FAILURE", NO_END)})  # fmt: skip
+    outcomes = outcomes_from_receipts(bundle, answer)
+    assert set(fates(outcomes).values()) == {Fate.FAILED}
+    assert outcomes.of(linked.event_id).bound_to is None
+    assert outcomes.to_replan == ()
