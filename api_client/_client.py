@@ -1,4 +1,4 @@
-"""RegistryClient: one method per Registry endpoint, synchronous, over a pooled `httpx.Client`.
+"""RegistryClient: one method per Registry endpoint, synchronous, over a pooled `httpx` transport.
 
 Every path segment is checked against the shared id patterns and URL-encoded before anything is
 sent (`_paths`): a bad one raises `InvalidPathSegmentError` (an `InvalidRequestError` and a

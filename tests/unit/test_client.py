@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import httpcore
 import httpx
 import pydantic
 import pytest
@@ -405,25 +406,30 @@ def test_client_joins_paths_under_a_base_url_with_a_prefix() -> None:
     )
 
 
-def test_client_builds_a_fresh_http_client_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    script = Script(
-        json_response(200, {"status": "PENDING"}), json_response(200, {"status": "PENDING"})
-    )
-    client = make_client(script)
-    client.get_task(SOURCE, "bd_1")
-    inherited = client._session._client
+def _real_transport_client() -> RegistryClient:
+    """A client on its own pooled transport (nothing is sent by these tests)."""
+    return RegistryClient(ClientConfig(base_url="https://ws.example.test", api_key=SecretStr("k")))
+
+
+def test_client_builds_a_fresh_transport_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = _real_transport_client()
+    inherited = client._session._current()
+    closed: list[str] = []
+    monkeypatch.setattr(inherited, "close", lambda: closed.append("inherited"))
     parent_pid = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: parent_pid + 1)  # as seen from a forked child
-    client.get_task(SOURCE, "bd_1")
-    assert inherited is not None
-    assert client._session._client is not inherited
-    assert not inherited.is_closed  # the parent's pool is not the child's to close
-    assert len(script.requests) == 2
+    own = client._session._current()
+    assert own is not inherited
+    assert isinstance(own, httpx.HTTPTransport)
+    client.close()
+    assert closed == []  # the parent's pool is not the child's to close
 
 
-def test_client_never_reads_the_environment_for_its_http_client() -> None:
-    client = make_client(Script(json_response(200, {"status": "PENDING"})))
-    client.get_task(SOURCE, "bd_1")
-    http_client = client._session._client
-    assert http_client is not None
-    assert http_client.trust_env is False  # no proxy, netrc or certificate variables are read
+def test_client_never_reads_the_environment_for_its_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    transport = _real_transport_client()._session._current()
+    assert isinstance(transport, httpx.HTTPTransport)
+    assert type(transport._pool) is httpcore.ConnectionPool  # no proxy read from the env
