@@ -85,19 +85,19 @@ class PlannedOp:
         decoded: dict[str, Any] = json.loads(self.wire)[self.action.value.lower()]
         return decoded
 
-    @cached_property
+    @property
     def target(self) -> Target:
-        """Whether the operation writes a resource or a relationship (asked often: cached)."""
-        return Target.RESOURCE if isinstance(self.key, ResourceKey) else Target.RELATIONSHIP
+        """Whether the operation writes a resource or a relationship."""
+        return Target.RESOURCE if type(self.key) is ResourceKey else Target.RELATIONSHIP
 
     @property
     def carrier(self) -> PlannedEvent:
         """The event whose payload is sent."""
         return self.events[-1]
 
-    @cached_property
+    @property
     def event_ids(self) -> tuple[str, ...]:
-        """The ids of the events whose fate this operation carries (asked often: cached)."""
+        """The ids of the events whose fate this operation carries."""
         return tuple(e.event.event_id for e in self.events)
 
     @property

@@ -162,6 +162,9 @@ def _op_of(node: _Node) -> PlannedOp:
 
 
 def _units(nodes: list[_Node]) -> tuple[Unit, ...]:
+    if all(node.batch is None for node in nodes):  # most reads: one unit per node, same index
+        return tuple(Unit(ops=(_op_of(node),), preds=tuple(sorted(node.preds.items())))
+                     for node in nodes)  # fmt: skip
     unit_of: list[int] = []
     members: list[list[int]] = []
     batch_unit: dict[str, int] = {}

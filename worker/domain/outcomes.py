@@ -30,7 +30,7 @@ from api_client.models import Action, ErrorBody, ErrorType, Receipt, ReceiptStat
 from worker.domain.coalesce import Fate, Role, fates_for
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
-from worker.domain.ops import PlannedOp, is_merged_delete
+from worker.domain.ops import PlannedOp, is_merged_delete, relationship_ends
 from worker.domain.plan import Plan
 from worker.domain.receipts import Answer, ReceiptMismatchError, Submission, aligned_receipts
 
@@ -258,42 +258,73 @@ def outcomes_from_receipts(
             outcomes[outcome.event_id] = outcome
     if any(outcome.fate is Fate.FAILED for outcome in outcomes.values()):
         ops = [op for op, _ in refs]
-        outcomes = _close_dependencies(ops, outcomes)  # nothing to bind without a failure
-        _distrust_after_bound(refs, receipts, outcomes)
+        while True:  # each pass only turns refusals into CANCELLED: it ends
+            closed = _close_dependencies(ops, dict(outcomes))  # nothing to bind without a failure
+            if not _distrust_refusals(refs, receipts, outcomes, closed):
+                outcomes = closed
+                break
     return Outcomes(tuple(outcomes.values()))
 
 
-BOUND_BEFORE: Final = "refused after an operation the bundle ran but that fails one by one"
+JUDGED_ON_OTHER_STATE: Final = "refused after an operation that ran otherwise than one by one"
 
 
-def _distrust_after_bound(
+def _distrust_refusals(
     refs: Sequence[tuple[PlannedOp, OpRef]],
     receipts: Sequence[Receipt],
-    outcomes: dict[str, EventOutcome],
-) -> None:
-    """Send again, instead of failing, the refusals that may be due to a bound operation.
+    raw: dict[str, EventOutcome],
+    closed: dict[str, EventOutcome],
+) -> bool:
+    """Turn into CANCELLED (sent again) the refusals judged on a state one by one never has;
+    True when any was turned.
 
     A Registry that reports every failing operation of a refused bundle judged each one after
-    the operations before it in the request had run. An operation that ran there, yet fails one
-    by one (a member of a failed atomic batch, a relationship to a CREATE that failed), changed
-    what the later ones saw: a relationship to an office the batch deleted is refused, though
-    one by one the office is still there. So after such an operation, a refusal outside its
-    atomic batch is not the event's own outcome: it is CANCELLED and meets its fate when sent
-    again. Inside the batch it is (one by one, the batch runs as a whole too). A Registry that
-    reports only the first failure never reports one after such an operation.
+    the operations before it in the request. That is the one-by-one state only where each of
+    those had the effect it has one by one. Some did not, and they taint the entities they touch
+    (their own, a relationship's ends), for every later operation that touches one of them:
+    - one that ran, yet fails one by one (bound: a member of a failed atomic batch, a
+      relationship to a CREATE that failed): a relationship to an office the batch deleted is
+      refused, though one by one the office stays. Inside that batch a refusal stays its own (one
+      by one the batch runs whole too);
+    - one refused that is sent again (a merged operation unmerged, a transient error, a refusal
+      turned here): one by one it, or part of it, may apply; a link to the provider its merged
+      CREATE would have made is refused in the bundle;
+    - one that ran on a tainted entity: one by one it may fail.
+    A refusal on an untainted entity is its own. A Registry that reports only the first failure
+    never reports one after another.
     """
-    ran: set[str | None] = set()  # the atomic batches (None: none) of bound operations that ran
+    tainted: dict[EntityKey, set[object]] = {}  # entity -> batches that ran there, or _ANY
+    changed = False
     for (op, ref), receipt in zip(refs, receipts, strict=True):
+        touched = (op.key, *relationship_ends(op.key))
+        suspect = any(
+            taint is _ANY or taint != op.atomic_batch
+            for key in touched
+            for taint in tainted.get(key, ())
+        )
         refused = receipt.status == ReceiptStatus.FAILURE
-        if refused and ran - {op.atomic_batch}:
+        if refused and suspect:
             for event_id in op.event_ids:
-                outcome = outcomes[event_id]
+                outcome = raw[event_id]
                 if outcome.fate is Fate.FAILED and outcome.bound_to is None:
-                    outcomes[event_id] = EventOutcome(
-                        event_id, Fate.CANCELLED, ref, outcome.error, reason=BOUND_BEFORE
+                    raw[event_id] = closed[event_id] = EventOutcome(
+                        event_id, Fate.CANCELLED, ref, outcome.error, reason=JUDGED_ON_OTHER_STATE
                     )
-        elif not refused and any(outcomes[e].fate is Fate.FAILED for e in op.event_ids):
-            ran.add(op.atomic_batch)
+                    changed = True
+        fates = {closed[event_id].fate for event_id in op.event_ids}
+        taint: object | None = None
+        if not refused and Fate.FAILED in fates:
+            taint = op.atomic_batch or _ANY  # ran, but fails one by one
+        elif (refused and fates != {Fate.FAILED}) or (not refused and suspect):
+            taint = _ANY  # may apply one by one / may fail one by one
+        if taint is not None:
+            for key in touched:
+                tainted.setdefault(key, set()).add(taint)
+    return changed
+
+
+_ANY: Final = object()
+"""A taint no atomic batch is exempt from."""
 
 
 def outcomes_for_rejections(plan: Plan) -> Outcomes:

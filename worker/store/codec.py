@@ -23,6 +23,11 @@ from worker.domain.ops import without_none
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+CONTENT_SEPARATOR: Final = "\x1e"
+"""Joins the stored contents that read.lua returns as one string (the ASCII record separator:
+JSON text never holds it raw, since control characters are escaped in strings and compact JSON
+has no whitespace between tokens)."""
+
 _TARGETS: Final = {target.value: target for target in Target}
 _ACTIONS: Final = {action.value: action for action in Action}
 """Enum members by value: a dict lookup, where calling the enum costs a few times more."""

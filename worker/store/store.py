@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, cast
 
 from worker.store.base import to_int
-from worker.store.codec import compact, json_list, text
+from worker.store.codec import CONTENT_SEPARATOR, compact, json_list, text
 from worker.store.publishing import InvalidEntry, StorePublish
 from worker.store.reads import EvictionPolicyError, StoreReads
 from worker.store.records import (
@@ -109,7 +109,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
         if meta.get("busy"):
             return meta, []
         rows = json.loads(text(reply[1]))
-        contents = [text(c) for c in reply[2:]]
+        contents = text(reply[2]).split(CONTENT_SEPARATOR) if rows else []
         events = [
             ReadEvent(
                 event_id=eid,

@@ -23,7 +23,7 @@ from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import RelationshipKey
 from worker.domain.ops import PlannedOp
 from worker.domain.outcomes import (
-    BOUND_BEFORE,
+    JUDGED_ON_OTHER_STATE,
     OpRef,
     bound_by_failed_creates,
     outcomes_for_rejections,
@@ -538,7 +538,7 @@ def test_outcomes_every_failure_refusals_after_a_bound_operation_are_sent_again(
         linked.event_id: Fate.CANCELLED,
     }
     assert outcomes.of(deleted.event_id).bound_to == missing.event_id
-    assert outcomes.of(linked.event_id).reason == BOUND_BEFORE
+    assert outcomes.of(linked.event_id).reason == JUDGED_ON_OTHER_STATE
     assert outcomes.to_replan == (linked.event_id,)
 
 
@@ -554,3 +554,25 @@ def test_outcomes_a_refusal_inside_the_bound_operations_batch_stays_its_own():
     assert set(fates(outcomes).values()) == {Fate.FAILED}
     assert outcomes.of(linked.event_id).bound_to is None
     assert outcomes.to_replan == ()
+
+
+def test_outcomes_every_failure_refusals_after_an_unmerged_operation_on_their_entity_go_again():
+    # The merged CREATE of p2 is refused for its UPSERT's payload: one by one the CREATE alone
+    # applies, so the link to p2, refused in the bundle for a missing end, applies too.
+    create, upsert = res(C, "provider", "p2"), res(U, "provider", "p2")
+    linked, elsewhere = link(C, frm="o2", to="p2"), res(D, "office", "o9")
+    bundle = one_bundle([create, upsert, linked, elsewhere])
+    position = {op.event_ids[-1]: i for i, op in enumerate(bundle.ops)}
+    statuses = {
+        position[upsert.event_id]: ("FAILURE", ANY_ERROR),
+        position[linked.event_id]: ("FAILURE", NO_END),
+        position[elsewhere.event_id]: ("FAILURE", MISSING),
+    }
+    outcomes = outcomes_from_receipts(bundle, sync_answer(bundle, statuses))
+    assert fates(outcomes) == {
+        create.event_id: Fate.UNMERGED,
+        upsert.event_id: Fate.UNMERGED,
+        linked.event_id: Fate.CANCELLED,
+        elsewhere.event_id: Fate.FAILED,  # an office nothing before it touched: its own refusal
+    }
+    assert outcomes.of(linked.event_id).reason == JUDGED_ON_OTHER_STATE

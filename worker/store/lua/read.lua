@@ -5,10 +5,12 @@
 --                chunk: events at most in this call,
 --                after?: continue a round: the seq of the last event its earlier calls read,
 --                read?, bytes?: what they read, bulk?: the kind of request they read}
--- Returns  [meta JSON, events JSON, content...]; events is one JSON array of
+-- Returns  [meta JSON, events JSON, contents]; events is one JSON array of
 --          [eventId, seq, head (the stored JSON without data and contained, embedded as is),
---          nm (0|1), k, tr, ab, g, bytes] in seq order, and each event's stored data and contained
---          follow as one string each, in the same order (never decoded by the planner); meta = {busy?: true (another planner holds the lease: nothing read),
+--          nm (0|1), k, tr, ab, g, bytes] in seq order, and contents is each event's stored data
+--          and contained (compact JSON, never decoded by the planner) in the same order, joined
+--          by the record separator (byte 30); meta = {busy?: true (another planner holds the
+--          lease: nothing read),
 --          epoch: the send-back epoch now, bulk: whether these events travel in bulk requests,
 --          more: whether the ready log holds events past these, seq: the source's sequence,
 --          shrink: the source's bundle-size state (`shrink`) or false,
@@ -156,6 +158,6 @@ if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .
 end
 redis.call('HINCRBY', P .. 'stats', 'read', count)
 if count == 0 and before == 0 then redis.call('DEL', P .. 'plock') end
-local reply = {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']'}
-for _, content in ipairs(contents) do reply[#reply + 1] = content end
-return reply
+-- the contents joined by the ASCII record separator, which JSON text never holds raw: one reply
+-- string, where one string per event cost the client a reply element to parse per event
+return {cjson.encode(meta), '[' .. table.concat(parts, ',') .. ']', table.concat(contents, '\30')}
