@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Final
 
 import structlog
 
@@ -56,6 +57,10 @@ def poll_gate(deps: Deps, source: str) -> Gate:
     if pause.active(deps.now_ms()):
         return "paused"
     return pause_gate(deps, source).gate
+
+
+OPEN_GATE: Final = GateAnswer("open", 0, 0, "")
+"""The gate's answer for a source without a pause (the mark that sends checks it: mark.lua)."""
 
 
 def pause_gate(deps: Deps, source: str) -> GateAnswer:

@@ -66,7 +66,13 @@ from worker.flow.counts import SubmitCounts
 from worker.flow.deps import Deps
 from worker.flow.isolation import bisect_outcomes, cap_cancelled, is_refused_whole
 from worker.flow.layout import Sendable, sendable_event_ids
-from worker.flow.pausing import hold_until_ms, pause_gate, pause_source, resume_source
+from worker.flow.pausing import (
+    OPEN_GATE,
+    hold_until_ms,
+    pause_gate,
+    pause_source,
+    resume_source,
+)
 from worker.flow.planning import PlannedBundle, plan_events
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
 from worker.flow.sending import issuer_of, send, validate_sendable
@@ -370,10 +376,17 @@ def submit_claimed(deps: Deps, source: str, claimed: Claimed, counts: SubmitCoun
             validate_sendable(deps, source, claimed.plan)
         except PlanError as exc:
             return _park(deps, source, claimed, f"plan refused before sending: {exc}", counts)
-    gate = pause_gate(deps, source)
-    if gate.gate == "paused":
-        return _hold(deps, source, claimed, gate, counts)
-    if not deps.store.mark_sending(source, claimed.bundle_id, claimed.fence, deps.now_ms()):
+    # the pause gate and the mark in one round trip while the source has no pause
+    gate = OPEN_GATE
+    marked = deps.store.mark_sending(
+        source, claimed.bundle_id, claimed.fence, deps.now_ms(), gate=True
+    )
+    if marked is None:  # the source has a pause: wait, or be the one that probes
+        gate = pause_gate(deps, source)
+        if gate.gate == "paused":
+            return _hold(deps, source, claimed, gate, counts)
+        marked = deps.store.mark_sending(source, claimed.bundle_id, claimed.fence, deps.now_ms())
+    if not marked:
         counts.lost_claim += 1
         return Step.LOST
     try:

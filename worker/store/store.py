@@ -239,9 +239,17 @@ class Store(StorePublish, StoreReads, StoreSizing):
         reply = self._run(self._scripts.mark, source, compact(meta))
         return [to_int(v) == 1 for v in reply]
 
-    def mark_sending(self, source: str, bundle_id: str, fence: int, now_ms: int) -> bool:
-        """planned -> sending, just before the request leaves; False when the claim was lost."""
-        return self.mark(source, [{"op": "sending", "id": bundle_id, "fence": fence}], now_ms)[0]
+    def mark_sending(
+        self, source: str, bundle_id: str, fence: int, now_ms: int, *, gate: bool = False
+    ) -> bool | None:
+        """planned -> sending, just before the request leaves; False when the claim was lost.
+
+        With `gate`, only while the source has no pause (the common case, one round trip): None
+        when it has one, and nothing changed (pause.lua's gate then says wait or probe)."""
+        item = {"op": "sending", "id": bundle_id, "fence": fence, "gate": 1 if gate else None}
+        meta = {"now": now_ms, "claim_ttl": self.settings.claim_ttl_ms, "items": [item]}
+        answer = to_int(self._run(self._scripts.mark, source, compact(meta))[0])
+        return None if answer == 2 else answer == 1
 
     def mark_sent(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worker.store.keys import PLAN_DUE
+from worker.store.keys import PLAN_DUE, pause_key
 from worker.store.records import EventOutcomeRecord
 
 from .conftest import NOW, SOURCE, bundle, commit_bundles, letters, put, resource
@@ -45,6 +45,20 @@ def test_write_with_a_stale_fence_is_refused(store, client, names):
     assert client.hget(names.bundle("B1"), "st") == "planned"
     assert client.hget(names.event("a"), "st") == "in_flight"
     assert store.mark_sending(SOURCE, "B1", 2, NOW + 3002) is True
+
+
+def test_a_gated_mark_sends_only_while_the_source_has_no_pause(store, client, names):
+    put(store, resource(eid="a"))
+    committed(store)
+    client.hset(pause_key(SOURCE), mapping={"until": NOW + 500, "kind": "rate_limited"})
+
+    assert store.mark_sending(SOURCE, "B1", 1, NOW, gate=True) is None  # pause.lua decides
+    assert client.hget(names.bundle("B1"), "st") == "planned"
+    assert client.hget(names.bundle("B1"), "att") == "0"  # no attempt counted
+
+    client.delete(pause_key(SOURCE))
+    assert store.mark_sending(SOURCE, "B1", 1, NOW, gate=True) is True
+    assert client.hget(names.bundle("B1"), "st") == "sending"
 
 
 def test_mark_moves_sending_to_sent_and_schedules_the_first_poll(store, client, names):

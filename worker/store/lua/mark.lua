@@ -2,7 +2,9 @@
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {now, claim_ttl (ms), items: [{op, id, fence, ...}]}, op one of
---          'sending'  planned -> sending: the request is about to leave (attempt counted)
+--          'sending'  planned -> sending: the request is about to leave (attempt counted);
+--                     with {gate}, not while the source has a pause (answer 2: the caller asks
+--                     pause.lua's gate, which decides whether to wait or to probe)
 --          'sent'     sending -> sent: ACCEPTED as {task, iss}; first poll at {at}; claim dropped
 --          'release'  planned|sending -> planned: certainly not processed; resubmit at {at}
 --          'unknown'  sending stays sending (outcome unknown): claim dropped, {err} kept, read
@@ -13,7 +15,8 @@
 --          'renew'    extend the claim by claim_ttl
 --          'repoll'   sent: next poll at {at}, {stale} once past the deadline (a slow holder from
 --                     then on), last {status}
--- Returns  one integer per item: 1 done, 0 refused (no record, another fence, or wrong state)
+-- Returns  one integer per item: 1 done, 0 refused (no record, another fence, or wrong state),
+--          2 not done: the source has a pause (a gated 'sending')
 --
 -- Every write checks the fencing token: a worker whose claim was taken over writes nothing.
 
@@ -28,6 +31,7 @@ local function apply(item)
   local st, op = h[1], item.op
   if op == 'sending' then
     if st ~= 'planned' then return 0 end
+    if item.gate and redis.call('HEXISTS', P .. 'pause', 'until') == 1 then return 2 end
     local expiry = now + cfg.claim_ttl
     redis.call('HSET', key, 'st', 'sending', 'cexp', expiry, 'upd', now, 'sat', now)
     redis.call('HINCRBY', key, 'att', 1)
