@@ -148,8 +148,8 @@ class IngestSettings(BaseSettings):
     """Failures expected in the rest of a refused bundle (rate x operations left) at or above
     which it goes as bulk requests."""
     bulk_poll_first_ms: int = Field(default=100, ge=1)
-    """First wait before polling a bulk task; each further wait grows by `poll_multiplier` up
-    to `poll_cap_ms`, as for other tasks."""
+    """First wait before polling a bulk task (at most `poll_cap_ms`); each further wait grows
+    by `poll_multiplier` up to `poll_cap_ms`, as for other tasks."""
     pause_base_ms: int = Field(default=1000, ge=1)
     """First pause of a source after a configuration error (401, 403, unreachable Registry)."""
     pause_cap_ms: int = Field(default=300_000, ge=1)
@@ -254,8 +254,6 @@ class IngestSettings(BaseSettings):
             problems.append("max_age_ms: must be at least linger_ms")
         if self.poll_cap_ms < self.poll_first_ms:
             problems.append("poll_cap_ms: must be at least poll_first_ms")
-        if self.poll_cap_ms < self.bulk_poll_first_ms:
-            problems.append("poll_cap_ms: must be at least bulk_poll_first_ms")
         if self.due_lease_cap_ms < self.due_lease_ms:
             problems.append("due_lease_cap_ms: must be at least due_lease_ms")
         if self.retry_cap_ms < self.retry_base_ms:
@@ -279,6 +277,10 @@ class IngestSettings(BaseSettings):
     def effective_broker_url(self) -> SecretStr:
         """The broker's URL: `broker_url`, else the state store's."""
         return self.broker_url if self.broker_url is not None else self.redis_url
+
+    def first_poll_ms(self, *, bulk: bool) -> int:
+        """The wait before a task's first poll: bulk tasks have their own, within the cap."""
+        return min(self.bulk_poll_first_ms, self.poll_cap_ms) if bulk else self.poll_first_ms
 
     def refusal_policy(self) -> RefusalPolicy:
         """When the rest of a refused bundle goes as bulk requests."""

@@ -46,8 +46,7 @@ def next_poll_delay_ms(deps: Deps, polls: int, *, stale: bool, bulk: bool = Fals
     settings = deps.settings
     if stale:
         return settings.poll_slow_cap_ms
-    first = settings.bulk_poll_first_ms if bulk else settings.poll_first_ms
-    ceiling = first * settings.poll_multiplier ** min(polls, 64)
+    ceiling = settings.first_poll_ms(bulk=bulk) * settings.poll_multiplier ** min(polls, 64)
     ceiling = min(float(settings.poll_cap_ms), ceiling)
     return max(1, int(deps.rng.uniform(ceiling / 2, ceiling)))
 

@@ -437,12 +437,6 @@ def _bisect(
     return _record(deps, source, claimed, bisected.outcomes, "REFUSED", counts)
 
 
-def first_poll_wait_ms(deps: Deps, plan: Sendable) -> int:
-    """The wait before a task's first poll (bulk tasks have their own)."""
-    bulk = isinstance(plan, BulkRequestPlan)
-    return deps.settings.bulk_poll_first_ms if bulk else deps.settings.poll_first_ms
-
-
 def _accepted(
     deps: Deps, source: str, claimed: Claimed, answer: TaskAccepted, counts: SubmitCounts
 ) -> Step:
@@ -453,13 +447,14 @@ def _accepted(
     except ValueError as exc:
         why = f"unusable task id in ACCEPTED: {exc}"
         return _read_back_unsure(deps, source, claimed, why, counts)
+    first_poll = deps.settings.first_poll_ms(bulk=isinstance(claimed.plan, BulkRequestPlan))
     done = deps.store.mark_sent(
         source,
         claimed.bundle_id,
         claimed.fence,
         task_id=ref.task_id,
         issued_by=issuer.value,
-        first_poll_ms=now + first_poll_wait_ms(deps, claimed.plan),
+        first_poll_ms=now + first_poll,
         now_ms=now,
     )
     if not done:
