@@ -8,7 +8,8 @@ refused bundle. Either way the Registry ends as the one-by-one oracle's and exac
 that fail alone are dead-lettered; when refusals name their first failure only, the rest of the
 large refused bundles went as bulk requests; when they name every failure, nothing did (the rest
 of such a refusal holds no unreported failure). Then clean traffic brings the rate down, and a
-bundle with two failures is refused twice in a row as a bundle again.
+bundle with two failures is refused twice in a row as a bundle again. A rest that holds an event
+of an atomic batch stays a bundle (bulk requests are not atomic).
 """
 
 from __future__ import annotations
@@ -116,3 +117,42 @@ def test_with_bulk_for_the_rest_turned_off_every_refusal_is_a_bundle(
     check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
     letters = list_dead_letters(harness.deps, DlqFilter(sources=(source,)))
     assert sorted(str(letter.event_id) for letter in letters) == sorted(failing)
+
+
+def _office(source: str, n: str, action: str, id_: str, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"eventId": f"o-{n}", "sourceKey": source, "target": "resource",
+                             "action": action, "type": "office", "id": id_, **fields}  # fmt: skip
+    if action != "DELETE":
+        event["data"] = {"name": f"Office {id_}"}
+    return event
+
+
+@pytest.mark.parametrize("with_batch", [False, True], ids=["no-batch", "atomic-batch"])
+def test_a_rest_holding_an_atomic_batch_stays_a_bundle(
+    harness_factory: HarnessFactory, with_batch: bool
+) -> None:
+    # any refusal's rest would go bulk: trusted at once, the smallest expectation
+    config = EmulatorConfig(task_pending_polls=1, bundle_failures=BundleFailures.FIRST)
+    harness = harness_factory(
+        config, refusal_min_failures=0, refusal_bulk_expected=0.001, **SETTINGS
+    )
+    source = "hospital-a"
+    harness.publish([_office(source, "s1", "CREATE", "o1")])
+    harness.drain(deadline_s=20)
+    seen = len(harness.requests())
+    batch = {"atomicBatch": "b1"} if with_batch else {}
+    harness.publish([
+        _office(source, "f1", "CREATE", "o1"),  # exists: refused
+        _office(source, "f2", "UPSERT", "o2"),
+        _office(source, "f3", "UPSERT", "o3", **batch),
+        _office(source, "f4", "UPSERT", "o4", **batch),
+        _office(source, "f5", "UPSERT", "o5"),
+    ])  # fmt: skip
+
+    harness.drain(deadline_s=20)
+
+    routes = _routes(harness, seen)
+    assert bool(BULK_ROUTES & set(routes)) is not with_batch
+    check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
+    letters = list_dead_letters(harness.deps, DlqFilter(sources=(source,)))
+    assert [str(letter.event_id) for letter in letters] == ["o-f1"]
