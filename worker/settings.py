@@ -23,6 +23,7 @@ from api_client.retry import RetryPolicy
 from worker.domain.bulk import BulkCaps
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.plan import PlanCaps
+from worker.domain.refusals import RefusalPolicy
 
 __all__ = ["ENV_NAMES", "SECRET_FIELDS", "IngestSettings", "SettingsError", "read_settings"]
 
@@ -136,6 +137,19 @@ class IngestSettings(BaseSettings):
     shrink_recovery_ms: int = Field(default=60_000, ge=1)
     """After a request refused as a whole or timed out, a source's bundles are halved; the cap
     doubles back every this many milliseconds."""
+    refusal_bulk: bool = True
+    """Whether the rest of a bundle refused with one failure named goes as bulk requests when
+    the source's refusal rate says it holds several more (docs/pipeline.md, "Refusals")."""
+    refusal_halflife_ops: float = Field(default=2000.0, gt=0, allow_inf_nan=False)
+    """Operations recorded after which an old refusal weighs half in the source's rate."""
+    refusal_min_failures: float = Field(default=1.5, ge=0, allow_inf_nan=False)
+    """Weighted refusals a source needs before its rate is trusted: more than one."""
+    refusal_bulk_expected: float = Field(default=6.0, gt=0, allow_inf_nan=False)
+    """Failures expected in the rest of a refused bundle (rate x operations left) at or above
+    which it goes as bulk requests."""
+    bulk_poll_first_ms: int = Field(default=100, ge=1)
+    """First wait before polling a bulk task (at most `poll_cap_ms`); each further wait grows
+    by `poll_multiplier` up to `poll_cap_ms`, as for other tasks."""
     pause_base_ms: int = Field(default=1000, ge=1)
     """First pause of a source after a configuration error (401, 403, unreachable Registry)."""
     pause_cap_ms: int = Field(default=300_000, ge=1)
@@ -263,6 +277,19 @@ class IngestSettings(BaseSettings):
     def effective_broker_url(self) -> SecretStr:
         """The broker's URL: `broker_url`, else the state store's."""
         return self.broker_url if self.broker_url is not None else self.redis_url
+
+    def first_poll_ms(self, *, bulk: bool) -> int:
+        """The wait before a task's first poll: bulk tasks have their own, within the cap."""
+        return min(self.bulk_poll_first_ms, self.poll_cap_ms) if bulk else self.poll_first_ms
+
+    def refusal_policy(self) -> RefusalPolicy:
+        """When the rest of a refused bundle goes as bulk requests."""
+        return RefusalPolicy(
+            halflife_ops=self.refusal_halflife_ops,
+            min_failures=self.refusal_min_failures,
+            bulk_expected=self.refusal_bulk_expected,
+            enabled=self.refusal_bulk,
+        )
 
     def plan_caps(self) -> PlanCaps:
         """The bundle limits the planner keeps."""

@@ -280,8 +280,10 @@ def _distrust_refusals(
 
     A Registry that reports every failing operation of a refused bundle judged each one after
     the operations before it in the request. That is the one-by-one state only where each of
-    those had the effect it has one by one. Some did not, and they taint the entities they touch
-    (their own, a relationship's ends), for every later operation that touches one of them:
+    those had the effect it has one by one. Some resource operations did not, and they taint
+    their resource for every later operation that touches it (writes it, or links to it; a
+    relationship operation changes nothing a later one in the request reads: resources go
+    first, and one operation per id):
     - one that ran, yet fails one by one (bound: a member of a failed atomic batch, a
       relationship to a CREATE that failed): a relationship to an office the batch deleted is
       refused, though one by one the office stays. Inside that batch a refusal stays its own (one
@@ -317,9 +319,8 @@ def _distrust_refusals(
             taint = op.atomic_batch or _ANY  # ran, but fails one by one
         elif (refused and fates != {Fate.FAILED}) or (not refused and suspect):
             taint = _ANY  # may apply one by one / may fail one by one
-        if taint is not None:
-            for key in touched:
-                tainted.setdefault(key, set()).add(taint)
+        if taint is not None and isinstance(op.key, ResourceKey):
+            tainted.setdefault(op.key, set()).add(taint)
     return changed
 
 

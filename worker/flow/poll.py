@@ -37,13 +37,16 @@ __all__ = ["next_poll_delay_ms", "poll"]
 _log = structlog.get_logger("worker.pipeline")
 
 
-def next_poll_delay_ms(deps: Deps, polls: int, *, stale: bool) -> int:
-    """The wait before the next poll: exponential from `poll_first_ms`, capped, jittered into
-    its upper half; the slow cap once stale."""
+_BULK_ISSUERS = frozenset({IssuedBy.RESOURCES_BULK.value, IssuedBy.RELATIONSHIPS_BULK.value})
+
+
+def next_poll_delay_ms(deps: Deps, polls: int, *, stale: bool, bulk: bool = False) -> int:
+    """The wait before the next poll: exponential from `poll_first_ms` (`bulk_poll_first_ms`
+    for a bulk task), capped, jittered into its upper half; the slow cap once stale."""
     settings = deps.settings
     if stale:
         return settings.poll_slow_cap_ms
-    ceiling = settings.poll_first_ms * settings.poll_multiplier ** min(polls, 64)
+    ceiling = settings.first_poll_ms(bulk=bulk) * settings.poll_multiplier ** min(polls, 64)
     ceiling = min(float(settings.poll_cap_ms), ceiling)
     return max(1, int(deps.rng.uniform(ceiling / 2, ceiling)))
 
@@ -51,7 +54,8 @@ def next_poll_delay_ms(deps: Deps, polls: int, *, stale: bool) -> int:
 def _repoll(deps: Deps, record: ClaimedRecord, status: str, error: str = "") -> dict[str, Any]:
     now = deps.now_ms()
     stale = record.stale or now - record.sent_at > deps.settings.poll_deadline_ms
-    delay = next_poll_delay_ms(deps, record.polls, stale=stale)
+    bulk = record.issued_by in _BULK_ISSUERS
+    delay = next_poll_delay_ms(deps, record.polls, stale=stale, bulk=bulk)
     return {
         "op": "repoll",
         "id": record.bundle_id,
@@ -132,11 +136,14 @@ def poll(deps: Deps, source: str, bundle_ids: Sequence[str]) -> PollResult:
 
 def _task_state(deps: Deps, source: str, record: ClaimedRecord) -> TaskState:
     """The task's state; with its receipts when it is terminal (the claim renewed before that
-    second request when it has run long)."""
+    second request when it has run long). A bulk task polled before is asked for its receipts
+    at once: it is most likely done, and that saves a request per task."""
     claim = [(record.bundle_id, record.fence or 0)]
     renewal = Renewal(deps, lambda: deps.store.renew(source, claim, deps.now_ms()))
     issuer = IssuedBy(record.issued_by) if record.issued_by else None
     ref = TaskRef(source, record.task_id, issuer)
+    if record.polls and record.issued_by in _BULK_ISSUERS:
+        return deps.client.get_task_state(ref, with_receipts=True)
     state = deps.client.get_task_state(ref)
     if state.is_terminal:
         renewal()

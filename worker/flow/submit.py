@@ -75,6 +75,7 @@ from worker.flow.pausing import (
 )
 from worker.flow.planning import PlannedBundle, plan_events
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
+from worker.flow.refusals import note_answer
 from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.publish_profiles import drop_refused_types
@@ -184,7 +185,8 @@ def record_answer(
         why = f"receipts do not match what was sent: {exc}"
         return _read_back_unsure(deps, source, claimed, why, counts, finished=polled)
     status = str(answer.status) if answer.status is not None else "PERSISTED"
-    return _record(deps, source, claimed, outcomes, status, counts)
+    bulk = note_answer(deps, source, claimed.bundle_id, claimed.plan, outcomes)
+    return _record(deps, source, claimed, outcomes, status, counts, rest_bulk=bulk)
 
 
 def _record(
@@ -195,11 +197,14 @@ def _record(
     status: str,
     counts: SubmitCounts,
     resent: frozenset[str] = frozenset(),
+    *,
+    rest_bulk: bool = False,
 ) -> Step:
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
-    events sent again are planned again here, in the bundle's place."""
+    events sent again are planned again here, in the bundle's place (as bulk requests when
+    `rest_bulk`: `flow/refusals.py`)."""
     outcomes = cap_cancelled(deps, source, outcomes)
-    replan = _replan(deps, source, claimed.plan, outcomes)
+    replan = _replan(deps, source, claimed.plan, outcomes, rest_bulk=rest_bulk)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -227,10 +232,13 @@ def _record(
     return Step.REPLAN if result.rebuffered or result.replanned else Step.FINAL
 
 
-def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list[PlannedBundle]:
+def _replan(
+    deps: Deps, source: str, plan: Sendable, outcomes: Outcomes, *, rest_bulk: bool = False
+) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
-    on their entities give its operations back, and those the next ones (docs/pipeline.md)."""
+    on their entities give its operations back, and those the next ones (docs/pipeline.md).
+    `rest_bulk`: as bulk requests, unless one of them belongs to an atomic batch."""
     back = outcomes.to_replan
     if not back:
         return []
@@ -239,7 +247,9 @@ def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list
         replace(event, no_merge=True) if event.event_id in unmerged else event
         for event in deps.store.read_events(source, back)
     ]
-    bulk = isinstance(plan, BulkRequestPlan)
+    bulk = isinstance(plan, BulkRequestPlan) or (
+        rest_bulk and not any(e.body.get("atomicBatch") for e in events)
+    )
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
     planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
@@ -450,13 +460,14 @@ def _accepted(
     except ValueError as exc:
         why = f"unusable task id in ACCEPTED: {exc}"
         return _read_back_unsure(deps, source, claimed, why, counts)
+    first_poll = deps.settings.first_poll_ms(bulk=isinstance(claimed.plan, BulkRequestPlan))
     done = deps.store.mark_sent(
         source,
         claimed.bundle_id,
         claimed.fence,
         task_id=ref.task_id,
         issued_by=issuer.value,
-        first_poll_ms=now + deps.settings.poll_first_ms,
+        first_poll_ms=now + first_poll,
         now_ms=now,
     )
     if not done:

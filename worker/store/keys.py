@@ -241,6 +241,15 @@ def shrink_key(source: str) -> str:
     return prefix(source) + SHRINK
 
 
+REFUSALS: Final = "refusals"
+"""Suffix of a source's refusal rate (hash, see `worker/store/refusals.py`)."""
+
+
+def refusals_key(source: str) -> str:
+    """The source's weighted refusals and operations judged (hash `f`, `j`, `every`)."""
+    return prefix(source) + REFUSALS
+
+
 PROFILE_VERSIONS: Final = "pv"
 """Suffix of a source's cached profile versions (hash, see `worker/store/profiles.py`)."""
 PROFILE_BODIES: Final = "pb"

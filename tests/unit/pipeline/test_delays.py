@@ -28,6 +28,20 @@ def test_poll_delay_grows_within_its_jittered_ceiling_up_to_the_cap():
             assert ceiling / 2 <= next_poll_delay_ms(d, polls, stale=False) <= ceiling
 
 
+def test_a_bulk_task_is_polled_from_its_own_first_wait_with_the_same_backoff():
+    d = deps(bulk_poll_first_ms=20)
+    for polls, ceiling in [(0, 20), (1, 40), (2, 80), (6, 1000)]:
+        for _ in range(50):
+            assert ceiling / 2 <= next_poll_delay_ms(d, polls, stale=False, bulk=True) <= ceiling
+
+
+def test_a_bulk_task_first_wait_stays_within_the_poll_cap():
+    d = deps(bulk_poll_first_ms=5000)  # the cap is 1000
+    assert d.settings.first_poll_ms(bulk=True) == 1000
+    assert d.settings.first_poll_ms(bulk=False) == 100
+    assert next_poll_delay_ms(d, 0, stale=False, bulk=True) <= 1000
+
+
 def test_poll_delay_of_a_stale_task_is_the_slow_cap():
     assert next_poll_delay_ms(deps(), 3, stale=True) == 60_000
 

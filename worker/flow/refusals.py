@@ -1,0 +1,53 @@
+"""Refusals in the flow: fold each recorded answer into the source's refusal rate, and say
+whether the rest of a refused bundle goes as bulk requests.
+
+The rule is `worker.domain.refusals`; the shared state is `worker.store.refusals` (one round
+trip per recorded answer that judged something). Why bulk for the rest: with a Registry that
+names one failure per refused bundle, a bundle holding k failures is refused k times in a row,
+each time re-planned whole; as bulk requests the rest's failures are all reported at once and
+cancel nothing (docs/pipeline.md, "Refusals").
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from worker.domain.bulk import BulkRequestPlan
+from worker.domain.outcomes import Outcomes
+from worker.domain.refusals import observe, rest_goes_bulk
+from worker.flow.deps import Deps
+from worker.flow.layout import Sendable
+from worker.store.refusals import RefusalStats
+
+__all__ = ["note_answer"]
+
+_log = structlog.get_logger("worker.pipeline")
+
+
+def note_answer(
+    deps: Deps, source: str, bundle_id: str, plan: Sendable, outcomes: Outcomes
+) -> bool:
+    """Fold this answer into the source's rate; True when the events it sends again should be
+    planned as bulk requests (see the module docstring)."""
+    bulk_request = isinstance(plan, BulkRequestPlan)
+    seen = observe(outcomes, atomic=not bulk_request)
+    if not seen.judged:
+        return False
+    settings = deps.settings
+    policy = settings.refusal_policy()
+    state = RefusalStats(deps.store.client).fold(
+        source, seen, halflife_ops=policy.halflife_ops, ttl_ms=settings.results_ttl_s * 1000
+    )
+    if bulk_request:
+        return False
+    rest = len({o.op for o in outcomes.outcomes if not o.is_final and o.op is not None})
+    bulk = rest_goes_bulk(state, seen, rest_operations=rest, policy=policy)
+    if bulk:
+        _log.info(
+            "bundle.rest_as_bulk",
+            source=source,
+            bundle=bundle_id,
+            operations=rest,
+            rate=round(state.rate, 5),
+        )
+    return bulk
