@@ -193,7 +193,7 @@ def _record(
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
     events sent again are planned again here, in the bundle's place."""
     outcomes = cap_cancelled(deps, source, outcomes)
-    replan = _replan(deps, source, claimed.plan, outcomes)
+    replan = _replan(deps, source, claimed, outcomes)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -221,19 +221,21 @@ def _record(
     return Step.REPLAN if result.rebuffered or result.replanned else Step.FINAL
 
 
-def _replan(deps: Deps, source: str, plan: Sendable, outcomes: Outcomes) -> list[PlannedBundle]:
+def _replan(deps: Deps, source: str, claimed: Claimed, outcomes: Outcomes) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
-    on their entities give its operations back, and those the next ones (docs/pipeline.md)."""
+    on their entities give its operations back, and those the next ones (docs/pipeline.md).
+    Only events still in flight in the bundle: a record a crash cut between its calls settled
+    some for good (settle.lua), and recording it again must not send them again."""
     back = outcomes.to_replan
     if not back:
         return []
     unmerged = outcomes.no_merge
     events = [
         replace(event, no_merge=True) if event.event_id in unmerged else event
-        for event in deps.store.read_events(source, back)
+        for event in deps.store.read_events(source, back, in_flight_in=claimed.bundle_id)
     ]
-    bulk = isinstance(plan, BulkRequestPlan)
+    bulk = isinstance(claimed.plan, BulkRequestPlan)
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
     planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
