@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from redis.exceptions import RedisError
+
 from worker.store.base import StoreBase, to_int
 from worker.store.codec import compact, text
 from worker.store.records import BundleToCommit, EventOutcomeRecord, RecordResult
@@ -90,13 +92,20 @@ class StoreRecording(StoreBase):
         )
 
     def _release_holds(self, source: str, bundle_id: str, fence: int, per_call: int) -> None:
-        """The holds of a recorded bundle, `per_call` keys per call (release.lua). A call that
-        fails leaves holds over, which delay nothing (a recorded holder counts as gone)."""
+        """The holds of a recorded bundle, `per_call` keys per call (release.lua).
+
+        A Redis error stops the release and is not raised: the record is done, and the holds
+        left over delay nothing (a recorded holder counts as gone), whereas raising would hide
+        from the caller the bundles the record made ready. The next call to Redis meets the
+        trouble anyway."""
         meta: dict[str, Any] = {"id": bundle_id, "fence": fence, "n": per_call}
         start = 1
         while True:
             meta["from"] = start
-            reply = self._run(self._scripts.release, source, compact(meta))
+            try:
+                reply = self._run(self._scripts.release, source, compact(meta))
+            except RedisError:
+                return
             if not isinstance(reply, list) or to_int(reply[1]) == 1:
                 return
             start += per_call

@@ -307,3 +307,22 @@ def test_a_replacement_takes_over_a_key_a_recorded_bundle_still_holds(chunked, c
         chunked, [bundle("B3", "z", writes=[KEYS[0]])], expect={"B3": "waiting"}
     ) == {"B3": ("waiting", 0)}
     assert client.smembers(names.dependents("R1")) == {"B3"}
+
+
+def test_a_redis_error_while_releasing_holds_leaves_the_record_done(chunked, client, names):
+    seven_events(chunked)
+    run = chunked._run
+    release_sha = chunked._scripts.release.sha
+
+    def refusing(script: Any, source: str, *args: str) -> Any:
+        if script.sha == release_sha:
+            raise redis.exceptions.ConnectionError("gone for a moment")
+        return run(script, source, *args)
+
+    chunked._run = refusing
+
+    result = chunked.record(SOURCE, "B1", 1, applied(*EVENTS), status="PERSISTED", now_ms=NOW)
+
+    assert (result.done, result.finals) == (True, 7)
+    assert client.hget(names.bundle("B1"), "st") == "recorded"
+    assert client.hget(names.hold_writer, KEYS[0]) == "B1"  # left over, delaying nothing
