@@ -326,3 +326,15 @@ def test_a_redis_error_while_releasing_holds_leaves_the_record_done(chunked, cli
     assert (result.done, result.finals) == (True, 7)
     assert client.hget(names.bundle("B1"), "st") == "recorded"
     assert client.hget(names.hold_writer, KEYS[0]) == "B1"  # left over, delaying nothing
+
+
+def test_a_bundle_parked_before_pv_was_kept_still_leaves_no_parked_events(chunked, client, names):
+    seven_events(chunked)
+    assert chunked.park(SOURCE, "B1", 1, error="trouble", now_ms=NOW)
+    client.hdel(names.bundle("B1"), "pv")  # parked by a version that did not keep it
+
+    result = chunked.record(SOURCE, "B1", 1, applied(*EVENTS), status="ABANDONED", now_ms=NOW)
+
+    assert (result.done, result.finals) == (True, 7)
+    counters = stats(client, names)
+    assert (counters["inflight"], counters["pev"], counters["parked"]) == ("0", "0", "0")
