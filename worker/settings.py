@@ -90,6 +90,11 @@ class IngestSettings(BaseSettings):
     """Events one call of the read or the commit script handles at most: a round reads and
     commits in several calls (a read call ends between atomic batches, a commit call holds whole
     bundles), so no call holds Redis for long (a few ms)."""
+    record_chunk: int = Field(default=100, ge=1)
+    """Final outcomes (APPLIED, COALESCED, FAILED) one call of the record scripts settles at
+    most, a dead letter counting as three, and half the held keys one call releases: a bundle's
+    record is cut in calls (settle.lua, record.lua, then release.lua), so recording a bundle of
+    500 operations does not hold Redis for tens of ms; each call settles its events for good."""
     plan_lease_ms: int = Field(default=10_000, ge=1)
     """The planning lease of a source (one planner at a time); released when its round commits,
     so this only bounds how long a planner that died holds the source's planning up."""

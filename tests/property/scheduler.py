@@ -62,6 +62,7 @@ def settings_for(caps: PlanCaps, mode: CoalesceMode, read_limit: int, redis_url:
         max_bundle_bytes=max(caps.max_bytes, 1000),
         coalesce_mode=mode,
         flush_read_limit=read_limit,
+        record_chunk=2,  # records cut in calls (settle, record, release) under the adversary
         linger_ms=0,
         max_age_ms=0,
         claim_ttl_ms=60_000,

@@ -204,7 +204,7 @@ def _record(
     events sent again are planned again here, in the bundle's place (as bulk requests when
     `rest_bulk`: `flow/refusals.py`)."""
     outcomes = cap_cancelled(deps, source, outcomes)
-    replan = _replan(deps, source, claimed.plan, outcomes, rest_bulk=rest_bulk)
+    replan = _replan(deps, source, claimed, outcomes, rest_bulk=rest_bulk)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -233,11 +233,13 @@ def _record(
 
 
 def _replan(
-    deps: Deps, source: str, plan: Sendable, outcomes: Outcomes, *, rest_bulk: bool = False
+    deps: Deps, source: str, claimed: Claimed, outcomes: Outcomes, *, rest_bulk: bool = False
 ) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
     on their entities give its operations back, and those the next ones (docs/pipeline.md).
+    Only events still in flight in the bundle: a record a crash cut between its calls settled
+    some for good (settle.lua), and recording it again must not send them again.
     `rest_bulk`: as bulk requests, unless one of them belongs to an atomic batch."""
     back = outcomes.to_replan
     if not back:
@@ -245,9 +247,9 @@ def _replan(
     unmerged = outcomes.no_merge
     events = [
         replace(event, no_merge=True) if event.event_id in unmerged else event
-        for event in deps.store.read_events(source, back)
+        for event in deps.store.read_events(source, back, in_flight_in=claimed.bundle_id)
     ]
-    bulk = isinstance(plan, BulkRequestPlan) or (
+    bulk = isinstance(claimed.plan, BulkRequestPlan) or (
         rest_bulk and not any(e.body.get("atomicBatch") for e in events)
     )
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)

@@ -83,18 +83,28 @@ class StoreReads(StoreBase):
             if head is not None
         }
 
-    def read_events(self, source: str, event_ids: Sequence[str]) -> list[ReadEvent]:
+    def read_events(
+        self, source: str, event_ids: Sequence[str], *, in_flight_in: str | None = None
+    ) -> list[ReadEvent]:
         """These events as a planning round reads them (data left as stored JSON), in seq order,
         missing ones left out: to plan again what a record sends again, or to rebuild a bundle
-        from its layout. One round trip."""
+        from its layout. One round trip.
+
+        `in_flight_in`: leave out the events no longer in flight in that bundle. A record cut in
+        calls (settle.lua) that a crash stopped leaves some events settled; recorded again after
+        recovery, they must not be planned again."""
         names = keys.SourceKeys(source)
         pipe = self.client.pipeline(transaction=False)
         for event_id in event_ids:
-            pipe.hmget(names.event(event_id), "h", "d", "seq", "k", "tr", "g", "nm")
+            pipe.hmget(names.event(event_id), "h", "d", "seq", "k", "tr", "g", "nm", "st", "bd")
         events = []
         for event_id, values in zip(event_ids, pipe.execute(), strict=True):
-            head, content, seq, entity, touched, group, no_merge = (text(v) for v in values)
+            head, content, seq, entity, touched, group, no_merge, state, carrier = (
+                text(v) for v in values
+            )
             if not head:
+                continue
+            if in_flight_in is not None and (state != "in_flight" or carrier != in_flight_in):
                 continue
             events.append(
                 ReadEvent(

@@ -22,6 +22,8 @@ SCRIPT_NAMES: Final = (
     "claim",
     "mark",
     "record",
+    "settle",
+    "release",
     "take_due",
 )
 
@@ -46,6 +48,8 @@ class Scripts:
     claim: Script
     mark: Script
     record: Script
+    settle: Script
+    release: Script
     take_due: Script
 
     @classmethod

@@ -3,8 +3,8 @@
 Each method is one round trip (a script, a read, or a pipeline of them), so the pipeline's cost in
 Redis round trips is visible at the call site. The rules are in the scripts (atomic steps, see
 their headers) and in the pure core; this module only moves values in and out. `Store` gathers
-the publish side (`publishing.py`), the reads (`reads.py`) and, here, planning rounds, claims,
-records and the ticker's step.
+the publish side (`publishing.py`), the reads (`reads.py`), records (`recording.py`) and, here,
+planning rounds, claims and the ticker's step.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from worker.store.base import to_int
 from worker.store.codec import CONTENT_SEPARATOR, compact, json_list, text
 from worker.store.publishing import InvalidEntry, StorePublish
 from worker.store.reads import EvictionPolicyError, StoreReads
+from worker.store.recording import StoreRecording, bundle_argument
 from worker.store.records import (
     BlockedEvent,
     BundleToCommit,
     ClaimedRecord,
     CommitStatus,
     DueTaken,
-    EventOutcomeRecord,
     ReadEvent,
     ReadRound,
-    RecordResult,
     RejectedEvent,
 )
 from worker.store.sizing import StoreSizing, decode_sizing
@@ -36,7 +35,7 @@ __all__ = ["EvictionPolicyError", "InvalidEntry", "Store"]
 _CLAIM_ROW: Final = 15
 
 
-class Store(StorePublish, StoreReads, StoreSizing):
+class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
     """Python wrappers over the Lua scripts and plain reads of the worker's Redis state.
 
     Args:
@@ -163,7 +162,7 @@ class Store(StorePublish, StoreReads, StoreSizing):
         aborted: list[str] = []
         for index, part in enumerate(calls):
             last = index == len(calls) - 1
-            meta.update(bundles=[_bundle_argument(b) for b in part], aborted=aborted, final=last)
+            meta.update(bundles=[bundle_argument(b) for b in part], aborted=aborted, final=last)
             if last:
                 meta["rejects"] = [{"e": r.event_id, "err": r.error} for r in rejected]
                 meta["blocked"] = [{"e": b.event_id, "bid": b.bundle_id} for b in blocked]
@@ -303,50 +302,6 @@ class Store(StorePublish, StoreReads, StoreSizing):
         items = [{"op": "renew", "id": bundle_id, "fence": fence} for bundle_id, fence in claims]
         return self.mark(source, items, now_ms)
 
-    def record(
-        self,
-        source: str,
-        bundle_id: str,
-        fence: int,
-        outcomes: Sequence[EventOutcomeRecord],
-        *,
-        status: str,
-        now_ms: int,
-        replan: Sequence[BundleToCommit] = (),
-    ) -> RecordResult:
-        """Record a bundle's outcome once (record.lua); refused with another fence.
-
-        Args:
-            replan: the events it sends back, planned again (`planning.plan_events`): these
-                bundles take its place, ahead of every bundle that waited for it.
-        """
-        meta = {
-            "id": bundle_id,
-            "fence": fence,
-            "now": now_ms,
-            "ttl": self.settings.results_ttl_s,
-            "status": status,
-            "outcomes": [
-                {
-                    "e": o.event_id,
-                    "f": o.fate,
-                    "err": o.error,
-                    "r": o.reason,
-                    "bt": o.bound_to,
-                    "rs": 1 if o.resent else None,
-                }
-                for o in outcomes
-            ],
-            "replan": [_bundle_argument(b) for b in replan],
-        }
-        reply = self._run(self._scripts.record, source, compact(meta))
-        if not isinstance(reply, list):
-            return RecordResult(done=False)
-        ready = tuple(text(v) for v in reply[5:])
-        return RecordResult(
-            True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]), ready, to_int(reply[4])
-        )
-
     # -- the ticker's step -------------------------------------------------------------------------
 
     def take_due(
@@ -375,22 +330,6 @@ class Store(StorePublish, StoreReads, StoreSizing):
                 claims=tuple(data.get("claims") or ()),
             )
         return taken
-
-
-def _bundle_argument(bundle: BundleToCommit) -> dict[str, Any]:
-    """A planned bundle as commit.lua and record.lua take it."""
-    return {
-        "id": bundle.bundle_id,
-        "ev": list(bundle.event_ids),
-        "bytes": bundle.size,
-        "acts": dict(bundle.actions) or None,
-        "x": list(bundle.writes),
-        "s": list(bundle.reads),
-        "pre": list(bundle.after),
-        "layout": bundle.layout,
-        "groups": list(bundle.groups),
-        "claim": 1 if bundle.claim else 0,
-    }
 
 
 def _in_calls(

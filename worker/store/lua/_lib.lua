@@ -406,6 +406,14 @@ local function write_bundle(b, pre, cseq, cgap, fence, cexp, now)
   redis.call('HINCRBY', P .. 'stats', 'bundles', 1)
 end
 
+-- Whether a bundle is unfinished. A hold of a recorded bundle may outlive it for a few calls (a
+-- large bundle's holds are released after its record, by release.lua; or for good, when the
+-- worker died in between): every reader of the holds takes such a holder as gone.
+local function bundle_alive(bid)
+  local state = redis.call('HGET', P .. 'bd:' .. bid, 'st')
+  return state and state ~= 'recorded'
+end
+
 -- The events a record sends back, planned again by the recorder (`bundles`, in plan order), take
 -- the recorded bundle's place: each waiting follower of it that conflicts with a replacement
 -- waits for that replacement too, so nothing planned after the events sent back overtakes them,
@@ -444,14 +452,15 @@ local function replace(bid, bundles, now)
     local acts = as_list(b.acts)
     for _, k in ipairs(x_keys) do
       local w = redis.call('HGET', P .. 'hx', k)
-      if not w or mine[w] then
+      if not w or mine[w] or not bundle_alive(w) then
         redis.call('HSET', P .. 'hx', k, b.id)
         if acts[k] then redis.call('HSET', P .. 'la', k, acts[k]) end
       end
     end
     for _, k in ipairs(s_keys) do
       local w = redis.call('HGET', P .. 'hx', k)
-      if (not w or mine[w]) and redis.call('SADD', P .. 'hs:' .. k, b.id) == 1 then
+      if (not w or mine[w] or not bundle_alive(w))
+         and redis.call('SADD', P .. 'hs:' .. k, b.id) == 1 then
         redis.call('HINCRBY', P .. 'hsn', k, 1)
       end
     end
@@ -571,11 +580,6 @@ local function unblock(bid, x_keys, s_keys, now)
   end
 end
 
-local function bundle_alive(bid)
-  local state = redis.call('HGET', P .. 'bd:' .. bid, 'st')
-  return state and state ~= 'recorded'
-end
-
 -- An event refused at publish gets a small record of that (the dead letter holds the rest), so
 -- its status says so; never over an event that is known otherwise (a live or finished one).
 local function mark_refused(eid, err, now, ttl)
@@ -599,4 +603,33 @@ local function dead_letter(eid, stage, err, body, now, extra)
     end
   end
   redis.call('XADD', P .. 'dlq', '*', unpack(fields))
+end
+
+-- A final outcome (APPLIED, COALESCED, FAILED) of an event still in flight in bundle `bid`: the
+-- event hash and the ref it defines get the results TTL, a FAILED event is dead-lettered. Returns
+-- nil when the event is not in flight in that bundle (settled already, by an earlier call of the
+-- same record, or never its); else 1, and 1 more when it was dead-lettered. record.lua and
+-- settle.lua both settle through it, so a chunk settled before a crash is never settled again.
+local FINAL_STATUS = {APPLIED = 'applied', COALESCED = 'coalesced', FAILED = 'dead_lettered'}
+
+local function settle_final(o, bid, task, now, ttl)
+  local ekey = P .. 'ev:' .. o.e
+  local e = redis.call('HMGET', ekey, 'st', 'bd', 'att', 'rd')
+  if e[1] ~= 'in_flight' or e[2] ~= bid then return nil end
+  local attempts = (tonumber(e[3]) or 0) + 1
+  redis.call('HSET', ekey, 'st', FINAL_STATUS[o.f], 'fate', o.f, 'err', o.err or '',
+             'reason', o.r or '', 'bound', o.bt or '', 'task', task or '', 'att', attempts,
+             'fin', now, 'upd', now)
+  local lettered = 0
+  if o.f == 'FAILED' then
+    redis.call('HSET', ekey, 'stage', 'record')
+    local f = redis.call('HMGET', ekey, 'g', 'h', 'd', 'pub')
+    dead_letter(o.e, 'record', o.err, stored_body(f[2], f[3]), now, {bundleId = bid,
+                taskId = task, publishedAt = f[4], attempts = attempts, group = f[1],
+                reason = o.r, boundTo = o.bt})
+    lettered = 1
+  end
+  redis.call('EXPIRE', ekey, ttl)
+  if e[4] then redis.call('EXPIRE', P .. 'ref:' .. e[4], ttl) end
+  return 1, lettered
 end

@@ -11,7 +11,8 @@
 --                     back at {at} (the claims schedule brings it to recovery again)
 --          'park'     keep the state, leave the schedules: for the failure handling {err}; a
 --                     slow holder from now on (`become_slow` in _lib.lua); its events counted
---                     in stats `pev` (record.lua takes them off)
+--                     in stats `pev` and in the record's `pv` (settle.lua and record.lua take
+--                     them off)
 --          'renew'    extend the claim by claim_ttl
 --          'repoll'   sent: next poll at {at}, {stale} once past the deadline (a slow holder from
 --                     then on), last {status}
@@ -59,8 +60,12 @@ local function apply(item)
     redis.call('ZREM', P .. 'claims', item.id)
     redis.call('ZREM', P .. 'polls', item.id)
     if redis.call('ZADD', P .. 'parked', now, item.id) == 1 then
+      -- its events still in flight (settle.lua may have settled some before a crash): `pv`
+      local f = redis.call('HMGET', key, 'ev', 'sf')
+      local counted = #decoded(f[1]) - (tonumber(f[2]) or 0)
+      redis.call('HSET', key, 'pv', counted)
       redis.call('HINCRBY', P .. 'stats', 'parked', 1)
-      redis.call('HINCRBY', P .. 'stats', 'pev', #decoded(redis.call('HGET', key, 'ev')))
+      redis.call('HINCRBY', P .. 'stats', 'pev', counted)
     end
     become_slow(item.id, now)
   elseif op == 'renew' then
