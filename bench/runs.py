@@ -135,7 +135,10 @@ def measure(stack: Stack, team: Crew, stream: Stream, label: str) -> Run:
         cpu_after = read_cpu(roles)
     requests = stack.emulator.requests_so_far() - requests_before
     slowest = watch.drain()
-    design.check_failures(stack, stream)
+    try:
+        design.check_failures(stack, stream)
+    except BenchError as exc:  # the workers' logs say what went wrong (a lost connection...)
+        raise BenchError(f"{exc}\n{_log_tails(team)}") from None
     check_oracle(stack, label, stream, assigned)
     run = Run(
         label=label,
@@ -226,8 +229,12 @@ def _wait(
         slow = watch.drain() if watch is not None else None
         slowest = f"; slowest Redis call so far {slow.command} {slow.duration_ms:.1f} ms" if slow \
             else ""  # fmt: skip
-        tails = "\n".join(
-            f"--- {path.name} ---\n{path.read_text(encoding='utf-8', errors='replace')[-1500:]}"
-            for _, path in team.workers.processes
-        )
-        raise BenchError(f"{exc}: {where()}{slowest}\n{tails}") from None
+        raise BenchError(f"{exc}: {where()}{slowest}\n{_log_tails(team)}") from None
+
+
+def _log_tails(team: Crew) -> str:
+    """The end of each worker's log, for a run that failed."""
+    return "\n".join(
+        f"--- {path.name} ---\n{path.read_text(encoding='utf-8', errors='replace')[-1500:]}"
+        for _, path in team.workers.processes
+    )
