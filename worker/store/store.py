@@ -232,11 +232,16 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
 
     def mark(self, source: str, items: Sequence[Mapping[str, Any]], now_ms: int) -> list[bool]:
         """Fenced state changes (mark.lua), one round trip for all items; True where done."""
+        return [code == 1 for code in self._mark_codes(source, items, now_ms)]
+
+    def _mark_codes(
+        self, source: str, items: Sequence[Mapping[str, Any]], now_ms: int
+    ) -> list[int]:
+        """mark.lua's answer per item: 1 done, 0 refused, 2 held by a pause (a gated sending)."""
         if not items:
             return []
         meta = {"now": now_ms, "claim_ttl": self.settings.claim_ttl_ms, "items": list(items)}
-        reply = self._run(self._scripts.mark, source, compact(meta))
-        return [to_int(v) == 1 for v in reply]
+        return [to_int(v) for v in self._run(self._scripts.mark, source, compact(meta))]
 
     def mark_sending(
         self, source: str, bundle_id: str, fence: int, now_ms: int, *, gate: bool = False
@@ -246,9 +251,8 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
         With `gate`, only while the source has no pause (the common case, one round trip): None
         when it has one, and nothing changed (pause.lua's gate then says wait or probe)."""
         item = {"op": "sending", "id": bundle_id, "fence": fence, "gate": 1 if gate else None}
-        meta = {"now": now_ms, "claim_ttl": self.settings.claim_ttl_ms, "items": [item]}
-        answer = to_int(self._run(self._scripts.mark, source, compact(meta))[0])
-        return None if answer == 2 else answer == 1
+        (code,) = self._mark_codes(source, [item], now_ms)
+        return None if code == 2 else code == 1
 
     def mark_sent(
         self,
