@@ -17,7 +17,7 @@ from api_client.models import ErrorBody
 from worker.domain.bulk import plan_bulk, validate_bulk_plan
 from worker.domain.keys import RelationshipKey
 from worker.domain.outcomes import outcomes_for_rejections
-from worker.domain.plan import PlanCaps, Rejection, plan_bundles
+from worker.domain.plan import BundlePlan, Plan, PlanCaps, Rejection, bundle_of_ops, plan_bundles
 from worker.domain.plan_check import validate_plan
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable, encode_layout, sendable_event_ids
@@ -31,6 +31,7 @@ __all__ = [
     "blocked_events",
     "bundle_locks",
     "plan_events",
+    "plan_rest",
     "plan_round",
 ]
 
@@ -170,9 +171,6 @@ def plan_events(
     """
     events = [event_from_mapping(e.body, e.content) for e in read]
     no_merge = {e.event_id for e in read if e.no_merge}
-    groups = {e.event_id: e.group for e in read}
-    seqs = {e.event_id: e.seq for e in read}
-    sizes = {e.event_id: e.size for e in read}
     mode = deps.settings.coalesce_mode
     sendables: Sequence[Sendable]
     if bulk:
@@ -189,6 +187,54 @@ def plan_events(
         for outcome in outcomes_for_rejections(plan).outcomes:
             error = outcome.error.model_dump_json(exclude_none=True) if outcome.error else "{}"
             rejected.append((outcome.event_id, error))
+    planned = _to_commit(deps, sendables, read, claim=claim)
+    return planned, [RejectedEvent(event_id, error) for event_id, error in rejected]
+
+
+def plan_rest(
+    deps: Deps, source: str, bundle: BundlePlan, read: Sequence[ReadEvent], caps: PlanCaps
+) -> list[PlannedBundle] | None:
+    """The rest of a refused bundle (`read`: the events it sends again) as the bundle's own
+    operations minus those that met their fate, in one bundle; None when it must be planned
+    again (`plan_events`).
+
+    Why: planning a rest again cost as much as planning it the first time, once per refusal, for
+    the same answer. When every operation kept is sent again whole (nothing unmerged), the rest
+    is a subset of one bundle that passed `validate_plan`: one operation per entity, resources
+    first, every rule between its operations held. Dropping operations breaks none of them, and
+    planning the rest events again would merge and order them the same way, in one bundle. A
+    rest over the source's caps now (the answer may have shrunk them) is planned again.
+    """
+    kept = {e.event_id for e in read}
+    ops = []
+    covered = 0
+    for op in bundle.ops:
+        inside = sum(1 for event_id in op.event_ids if event_id in kept)
+        if inside == 0:
+            continue
+        if inside != len(op.events):
+            return None  # part of an operation goes again: plan it again
+        ops.append(op)
+        covered += inside
+    if not ops or covered != len(kept):
+        return None
+    if len(ops) > (caps.target_operations or caps.max_operations):
+        return None
+    rest = bundle_of_ops(0, ops, isolated=bundle.isolated)
+    if rest.size_bytes > caps.max_bytes:
+        return None
+    validate_plan(Plan(source, deps.settings.coalesce_mode, (rest,)), deps.settings.plan_caps())
+    return _to_commit(deps, [rest], read, claim=False)
+
+
+def _to_commit(
+    deps: Deps, sendables: Sequence[Sendable], read: Sequence[ReadEvent], *, claim: bool
+) -> list[PlannedBundle]:
+    """Each sendable with what commit.lua (or record.lua, for a replacement) takes: its keys,
+    layout, groups, and the earlier ones of `sendables` it must follow."""
+    groups = {e.event_id: e.group for e in read}
+    seqs = {e.event_id: e.seq for e in read}
+    sizes = {e.event_id: e.size for e in read}
     writer: dict[str, str] = {}
     readers: dict[str, set[str]] = {}
     planned: list[PlannedBundle] = []
@@ -219,4 +265,4 @@ def plan_events(
             actions={str(op.key): op.action.value for op in sendable.ops},
         )
         planned.append(PlannedBundle(sendable, commit))
-    return planned, [RejectedEvent(event_id, error) for event_id, error in rejected]
+    return planned

@@ -73,7 +73,7 @@ from worker.flow.pausing import (
     pause_source,
     resume_source,
 )
-from worker.flow.planning import PlannedBundle, plan_events
+from worker.flow.planning import PlannedBundle, plan_events, plan_rest
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
 from worker.flow.refusals import note_answer
 from worker.flow.sending import issuer_of, send, validate_sendable
@@ -253,6 +253,10 @@ def _replan(
         rest_bulk and not any(e.body.get("atomicBatch") for e in events)
     )
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
+    if not bulk and not unmerged and isinstance(claimed.plan, BundlePlan):
+        rest = plan_rest(deps, source, claimed.plan, events, caps)
+        if rest is not None:
+            return rest
     planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
     return planned

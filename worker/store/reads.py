@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from redis.exceptions import ResponseError
 
 from worker.domain.events import join_stored
 from worker.store import keys
 from worker.store.base import StoreBase, to_int
-from worker.store.codec import text
+from worker.store.codec import CONTENT_SEPARATOR, text
 from worker.store.records import ReadEvent, SourceCounters
 
 REQUIRED_POLICY: Final = "noeviction"
@@ -34,6 +34,30 @@ _EVENT_FIELDS: Final = (
     "stage",
     "nm",
 )
+
+
+def read_events_from(rows: Any, contents: Any) -> list[ReadEvent]:
+    """The events of a read.lua or events.lua reply: one JSON array of rows, and their stored
+    contents joined by the record separator (`codec.CONTENT_SEPARATOR`)."""
+    decoded = json.loads(text(rows))
+    if not decoded:
+        return []
+    return [
+        ReadEvent(
+            event_id=eid,
+            seq=int(seq),
+            body=head,
+            content=content,
+            entity=entity,
+            resources=tuple(resources.split()),
+            group=group,
+            no_merge=bool(no_merge),
+            size=int(size),
+        )
+        for (eid, seq, head, no_merge, entity, resources, _batch, group, size), content in zip(
+            decoded, text(contents).split(CONTENT_SEPARATOR), strict=True
+        )
+    ]
 
 
 class EvictionPolicyError(RuntimeError):
@@ -88,57 +112,33 @@ class StoreReads(StoreBase):
     ) -> list[ReadEvent]:
         """These events as a planning round reads them (data left as stored JSON), in seq order,
         missing ones left out: to plan again what a record sends again, or to rebuild a bundle
-        from its layout. One round trip.
+        from its layout. One call of events.lua.
 
         `in_flight_in`: leave out the events no longer in flight in that bundle. A record cut in
         calls (settle.lua) that a crash stopped leaves some events settled; recorded again after
         recovery, they must not be planned again."""
-        names = keys.SourceKeys(source)
-        pipe = self.client.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.hmget(names.event(event_id), "h", "d", "seq", "k", "tr", "g", "nm", "st", "bd")
-        events = []
-        for event_id, values in zip(event_ids, pipe.execute(), strict=True):
-            head, content, seq, entity, touched, group, no_merge, state, carrier = (
-                text(v) for v in values
-            )
-            if not head:
-                continue
-            if in_flight_in is not None and (state != "in_flight" or carrier != in_flight_in):
-                continue
-            events.append(
-                ReadEvent(
-                    event_id=event_id,
-                    seq=to_int(seq),
-                    body=json.loads(head),
-                    content=content or "{}",
-                    entity=entity,
-                    resources=tuple(touched.split()),
-                    group=group,
-                    no_merge=bool(no_merge),
-                    size=len(head) + len(content),
-                )
-            )
+        if not event_ids:
+            return []
+        rows, contents = self._run(self._scripts.events, source, in_flight_in or "", *event_ids)
+        events = read_events_from(rows, contents)
         events.sort(key=lambda e: e.seq)
         return events
 
     def event_attempts(self, source: str, event_ids: Sequence[str]) -> dict[str, int]:
         """How many times each of these events was submitted so far (0 when unknown)."""
-        names = keys.SourceKeys(source)
-        pipe = self.client.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.hget(names.event(event_id), "att")
-        values = pipe.execute()
+        values = self._event_field(source, "att", event_ids)
         return {eid: to_int(v) for eid, v in zip(event_ids, values, strict=True)}
 
     def resent_events(self, source: str, event_ids: Sequence[str]) -> frozenset[str]:
         """Which of these events were sent again after a read-back (flag `amb`)."""
-        names = keys.SourceKeys(source)
-        pipe = self.client.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.hget(names.event(event_id), "amb")
-        values = pipe.execute()
+        values = self._event_field(source, "amb", event_ids)
         return frozenset(eid for eid, v in zip(event_ids, values, strict=True) if to_int(v) == 1)
+
+    def _event_field(self, source: str, field: str, event_ids: Sequence[str]) -> list[Any]:
+        """One field of each of these events, in order (None where missing); one call."""
+        if not event_ids:
+            return []
+        return list(self._run(self._scripts.field, source, field, *event_ids))
 
     def find_event(self, event_id: str, sources: Sequence[str]) -> tuple[str, dict[str, str]]:
         """The first source holding `event_id` and its stored fields (no body); one round trip.

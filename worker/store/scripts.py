@@ -18,6 +18,8 @@ SCRIPT_NAMES: Final = (
     "publish",
     "refused",
     "read",
+    "events",
+    "field",
     "commit",
     "claim",
     "mark",
@@ -44,6 +46,8 @@ class Scripts:
     publish: Script
     refused: Script
     read: Script
+    events: Script
+    field: Script
     commit: Script
     claim: Script
     mark: Script

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, cast
 
 from worker.store.base import to_int
-from worker.store.codec import CONTENT_SEPARATOR, compact, json_list, text
+from worker.store.codec import compact, json_list, text
 from worker.store.publishing import InvalidEntry, StorePublish
-from worker.store.reads import EvictionPolicyError, StoreReads
+from worker.store.reads import EvictionPolicyError, StoreReads, read_events_from
 from worker.store.recording import StoreRecording, bundle_argument
 from worker.store.records import (
     BlockedEvent,
@@ -107,24 +107,7 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
         meta: dict[str, Any] = json.loads(text(reply[0]))
         if meta.get("busy"):
             return meta, []
-        rows = json.loads(text(reply[1]))
-        contents = text(reply[2]).split(CONTENT_SEPARATOR) if rows else []
-        events = [
-            ReadEvent(
-                event_id=eid,
-                seq=int(seq),
-                body=head,
-                content=content,
-                entity=entity,
-                resources=tuple(resources.split()),
-                group=group,
-                no_merge=bool(no_merge),
-                size=int(size),
-            )
-            for (eid, seq, head, no_merge, entity, resources, _batch, group, size), content in zip(
-                rows, contents, strict=True
-            )
-        ]
+        events = read_events_from(reply[1], reply[2])
         return meta, events
 
     def commit(

@@ -13,10 +13,10 @@ from api_client.models import dump_json
 from worker.domain.bulk import BulkRequestPlan, plan_bulk
 from worker.domain.events import ChangeEvent, Target
 from worker.domain.keys import key_of, resources_touched
-from worker.domain.plan import BundlePlan
+from worker.domain.plan import BundlePlan, PlanCaps, bundle_of_ops
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
-from worker.flow.planning import PlannedBundle, blocked_events, plan_round
+from worker.flow.planning import PlannedBundle, blocked_events, plan_rest, plan_round
 from worker.settings import IngestSettings
 from worker.store.codec import event_from_json
 from worker.store.records import ReadEvent, ReadRound
@@ -222,3 +222,47 @@ def test_plan_round_plans_only_what_is_not_blocked():
 
     assert [b.commit.event_ids for b in planned_round.bundles] == [(free.event_id,)]
     assert [(b.event_id, b.bundle_id) for b in planned_round.blocked] == [(behind.event_id, "S")]
+
+
+def _rest(bundle: PlannedBundle, *gone: ChangeEvent, **caps: Any) -> list[PlannedBundle] | None:
+    """`plan_rest` of a planned bundle whose events `gone` met their fate."""
+    assert isinstance(bundle.plan, BundlePlan)
+    left = [e for e in bundle.commit.event_ids if e not in {g.event_id for g in gone}]
+    read = [ReadEvent(e, seq, {}, "{}", "", ()) for seq, e in enumerate(left, start=1)]
+    return plan_rest(deps(), "src", bundle.plan, read, PlanCaps(**caps))
+
+
+def test_plan_rest_is_the_bundle_without_the_operations_that_met_their_fate():
+    office = resource("UPSERT", "office", "o1")
+    failing = resource("CREATE", id_="p1")
+    other = resource("UPSERT", id_="p2")
+    first, second = link(office="o1", provider="p1"), link(office="o1", provider="p2")
+    (bundle,) = planned(office, failing, other, first, second)
+
+    rest = _rest(bundle, failing, first)
+
+    assert rest is not None
+    (only,) = rest
+    assert only.commit.event_ids == (office.event_id, other.event_id, second.event_id)
+    assert isinstance(only.plan, BundlePlan)
+    assert only.plan.body == bundle_of_ops(0, only.plan.ops).body
+    assert only.commit.after == ()
+    assert only.commit.claim is False
+    assert only.commit.writes == tuple(sorted(str(op.key) for op in only.plan.ops))
+
+
+def test_plan_rest_plans_again_when_part_of_a_merged_operation_goes_again():
+    upsert, update = resource("UPSERT", id_="p1"), resource("UPSERT", id_="p1")
+    (bundle,) = planned(upsert, update, resource("UPSERT", id_="p2"))
+    assert len(bundle.plan.ops[0].events) == 2
+
+    assert _rest(bundle, upsert) is None
+
+
+def test_plan_rest_plans_again_a_rest_over_the_source_s_shrunk_cap():
+    events = [resource("UPSERT", id_=f"p{i}") for i in range(4)]
+    (bundle,) = planned(*events)
+
+    assert _rest(bundle, events[0], target_operations=2) is None
+    assert _rest(bundle, events[0], target_operations=3) is not None
+    assert _rest(bundle, *events) is None  # nothing left to send
