@@ -85,27 +85,71 @@ end
 -- operation there, so planning knows an entity deleted just before); `hs:<key>` the unfinished bundles
 -- that read it (a relationship's end) since; `hsn` key -> how many. A bundle's predecessors are
 -- the holders it conflicts with (a write conflicts with both kinds, a read with the writer).
+-- Reads and writes of one hash over many fields, one command per slice of `HASH_SLICE` fields
+-- (not one per field: most of a commit's or a release's cost was one command per key).
+local HASH_SLICE = 1000
+
+local function hmget_all(key, names)
+  local out = {}
+  for first = 1, #names, HASH_SLICE do
+    local part = redis.call('HMGET', key, unpack(names, first, math.min(first + HASH_SLICE - 1,
+                                                                        #names)))
+    for j = 1, #part do out[first + j - 1] = part[j] end
+  end
+  return out
+end
+
+local function hset_all(key, pairs_list) -- {field, value, field, value, ...}
+  for first = 1, #pairs_list, 2 * HASH_SLICE do
+    redis.call('HSET', key, unpack(pairs_list, first, math.min(first + 2 * HASH_SLICE - 1,
+                                                               #pairs_list)))
+  end
+end
+
+local function hdel_all(key, names)
+  for first = 1, #names, HASH_SLICE do
+    redis.call('HDEL', key, unpack(names, first, math.min(first + HASH_SLICE - 1, #names)))
+  end
+end
+
 local function holders_of(x_keys, s_keys, self_id, into)
-  for _, k in ipairs(x_keys) do
-    local w = redis.call('HGET', P .. 'hx', k)
-    if w and w ~= self_id then into[w] = true end
-    if redis.call('HEXISTS', P .. 'hsn', k) == 1 then
-      for _, r in ipairs(redis.call('SMEMBERS', P .. 'hs:' .. k)) do
-        if r ~= self_id then into[r] = true end
+  if #x_keys > 0 then
+    local writers = hmget_all(P .. 'hx', x_keys)
+    local readers = hmget_all(P .. 'hsn', x_keys)
+    for i, k in ipairs(x_keys) do
+      local w = writers[i]
+      if w and w ~= self_id then into[w] = true end
+      if readers[i] then
+        for _, r in ipairs(redis.call('SMEMBERS', P .. 'hs:' .. k)) do
+          if r ~= self_id then into[r] = true end
+        end
       end
     end
   end
-  for _, k in ipairs(s_keys) do
-    local w = redis.call('HGET', P .. 'hx', k)
-    if w and w ~= self_id then into[w] = true end
+  if #s_keys > 0 then
+    local writers = hmget_all(P .. 'hx', s_keys)
+    for i = 1, #s_keys do
+      local w = writers[i]
+      if w and w ~= self_id then into[w] = true end
+    end
   end
   return into
 end
 
 local function hold(bid, x_keys, s_keys)
-  for _, k in ipairs(x_keys) do
-    redis.call('HSET', P .. 'hx', k, bid)
-    if redis.call('HDEL', P .. 'hsn', k) == 1 then redis.call('DEL', P .. 'hs:' .. k) end
+  if #x_keys > 0 then
+    local readers = hmget_all(P .. 'hsn', x_keys)
+    local writes, read_before = {}, {}
+    for i, k in ipairs(x_keys) do
+      writes[#writes + 1] = k
+      writes[#writes + 1] = bid
+      if readers[i] then read_before[#read_before + 1] = k end
+    end
+    hset_all(P .. 'hx', writes)
+    if #read_before > 0 then
+      hdel_all(P .. 'hsn', read_before)
+      for _, k in ipairs(read_before) do redis.call('DEL', P .. 'hs:' .. k) end
+    end
   end
   for _, k in ipairs(s_keys) do
     if redis.call('SADD', P .. 'hs:' .. k, bid) == 1 then
@@ -123,10 +167,15 @@ local function drop_readers(bid, s_keys)
 end
 
 local function unhold(bid, x_keys, s_keys)
-  for _, k in ipairs(x_keys) do
-    if redis.call('HGET', P .. 'hx', k) == bid then
-      redis.call('HDEL', P .. 'hx', k)
-      redis.call('HDEL', P .. 'la', k)
+  if #x_keys > 0 then
+    local writers = hmget_all(P .. 'hx', x_keys)
+    local own = {}
+    for i, k in ipairs(x_keys) do
+      if writers[i] == bid then own[#own + 1] = k end
+    end
+    if #own > 0 then
+      hdel_all(P .. 'hx', own)
+      hdel_all(P .. 'la', own)
     end
   end
   drop_readers(bid, s_keys)

@@ -84,7 +84,9 @@ for _, b in ipairs(as_list(cfg.bundles)) do
     end
     table.sort(pre)
     hold(b.id, x_keys, s_keys)
-    for k, action in pairs(as_list(b.acts)) do redis.call('HSET', P .. 'la', k, action) end
+    local acts = {}
+    for k, action in pairs(as_list(b.acts)) do acts[#acts + 1] = k; acts[#acts + 1] = action end
+    hset_all(P .. 'la', acts)
     redis.call('ZREM', P .. 'ready', unpack(evs))
     redis.call('HINCRBY', P .. 'stats', 'buffered', -#evs)
     local bytes = tonumber(b.bytes) or 0
