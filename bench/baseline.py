@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from celery import Celery
 
+from worker.collector import connect_collector_tuning
+
 if TYPE_CHECKING:
     import redis
 
@@ -75,6 +77,8 @@ def create_app(settings: IngestSettings | None = None) -> Celery:
 
     app.add_defaults(config)
     app.task(name=TASK_NAME)(apply_event)
+    # the same collector tuning as our workers, so the comparison measures the designs only
+    connect_collector_tuning()
     return app
 
 

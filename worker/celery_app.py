@@ -262,6 +262,7 @@ def create_app(settings: IngestSettings | None = None) -> IngestCelery:
         settings: the ingest settings; None reads them from the environment when Celery first
             needs its configuration (so building the app reads and connects nothing).
     """
+    from worker.collector import connect_collector_tuning
     from worker.tasks import register_tasks
     from worker.ticker import TickerStep
 
@@ -273,6 +274,7 @@ def create_app(settings: IngestSettings | None = None) -> IngestCelery:
     # Weak receivers (bound methods): an app that is dropped stops listening.
     signals.after_setup_logger.connect(app.on_logging_ready)
     signals.after_setup_task_logger.connect(app.on_logging_ready)
+    connect_collector_tuning()
     return app
 
 
