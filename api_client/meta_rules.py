@@ -1,6 +1,6 @@
 """The Registry's rules on a write's `meta`, in one copy for the worker and the emulator.
 
-The documented rules (REGISTRY-API.md section 3, "Meta rules") and the documented shape of meta
+The documented rules (docs/emulator.md section 3) and the documented shape of meta
 (the seeds: `createdAt` and `updatedAt` as RFC 3339 timestamps, `identifier` as a list of
 `{id, system, value, use, period: {id, start, end}}` with string fields). The emulator refuses a
 write that breaks one of them; the worker refuses the event at publish for the very same reasons,

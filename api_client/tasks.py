@@ -1,7 +1,7 @@
 """Task references: which kind of task an id names, and the route that polls it.
 
 The Registry scopes tasks by source, so a reference always holds the source key with the task id.
-Ids carry their kind in a prefix (REGISTRY-API.md §1, §6):
+Ids carry their kind in a prefix (docs/emulator.md section 3):
 
 | task id        | kind    | poll route                                         |
 |----------------|---------|----------------------------------------------------|

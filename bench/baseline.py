@@ -1,4 +1,4 @@
-"""The one-task-per-event design, for comparison only: what DESIGN section 7 measures us against.
+"""The one-task-per-event design, for comparison only: what the benchmark measures us against.
 
 A tiny Celery app on the same Redis whose one task takes ONE event and sends it to the Registry as
 one single write with `api_client.RegistryClient`: a resource CREATE (POST), UPSERT (PUT) or

@@ -1,6 +1,6 @@
 """Reading one raw write operation into a typed value, or a `ShapeError` naming the bad field.
 
-The shape is what the reference pages fix (REGISTRY-API.md section 3): `{"action": A, "<a>": {...}}`
+The shape is what the reference pages fix (docs/emulator.md §3): `{"action": A, "<a>": {...}}`
 with exactly the key named after the lowercased action. Shape is judged here; content (profiles,
 id patterns, virtual ids, existence) is judged by the state. Unknown fields are refused so that
 a client sending something the Registry would ignore or reject is caught early.

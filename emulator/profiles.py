@@ -3,7 +3,7 @@
 A profile is `{"type": "ROOT|CONTAINED", "properties": {key: spec}, "contained"?, "description"?}`;
 a property spec is `{"type", "items"? (arrays), "properties"? (objects), "rules"?}`. A relationship
 definition is `{"from": {"profileKey", "includeKey"?, "includeCardinality"?}, "to": {...},
-"description"?, "properties"?}` (REGISTRY-API.md section 9). The checks here are light: enough
+"description"?, "properties"?}` (docs/emulator.md section 3). The checks here are light: enough
 that a bad definition is refused with the field named, not a full schema language.
 """
 

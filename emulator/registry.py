@@ -5,7 +5,7 @@ answers 4xx with `{"code", "message", "type", "details"}`. Authentication is not
 public method holds one lock, and first processes the async tasks that are due (tasks advance
 lazily: on status polls, and on any access once their PENDING polls and time are served).
 
-Choices the documentation leaves open (REGISTRY-API.md section 11), made here:
+Choices the documentation leaves open (docs/emulator.md section 4), made here:
 - HTTP codes: 200 for PERSISTED answers and reads, 202 for ACCEPTED; a synchronous bundle holding
   a FAILURE receipt answers `config.bundle_failure_status` (400 by default) with the same
   two-receipt-list body as a success; a bulk rejected before acceptance answers 400 with the

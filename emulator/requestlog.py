@@ -91,7 +91,7 @@ class RequestLog:
 class ConcurrencyTracker:
     """Counts requests in flight per key (a task id) and remembers the highest count seen.
 
-    A poller that keeps one poll at a time per task (DESIGN invariant 6) never pushes a task's
+    A poller that keeps one poll at a time per task (invariant 6) never pushes a task's
     highest count above 1; two pollers racing do.
     """
 

@@ -1,7 +1,7 @@
 """An operator's way out of a STALE task or a parked bundle: `abandon`, `resolve_parked`,
 `list_parked`.
 
-A task can wait in manual review for days (DESIGN invariant 6), and a parked bundle (an answer
+A task can wait in manual review for days (invariant 6), and a parked bundle (an answer
 that repeated after a read-back, a layout that cannot be read) waits for a person; while either
 does, its bundle keeps its entity holds and the events behind it wait. Both ways out claim the
 record (like a poller for a `sent` one, like recovery otherwise: fenced, so a claimant in

@@ -1,6 +1,6 @@
 """The Celery application: its settings, chosen on purpose, and the checks a worker runs at start.
 
-Celery messages are nudges (DESIGN invariant 11): correctness lives in the records in Redis, so
+Celery messages are nudges (invariant 11): correctness lives in the records in Redis, so
 every choice below trades at most some timing, never an outcome. Each non-default setting is
 commented with its reason here and explained in `docs/operations.md`.
 

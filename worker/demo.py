@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from worker.pipeline import Deps
 
 NOT_YET = """\
-Not met yet: DESIGN's throughput target, 20 times one Celery task per event (`make bench`
-measures it side by side; about 5 to 7 times on this 2-CPU machine, where planning bundles
-dominates). Known limits of the failure handling: docs/reliability.md."""
+Not met yet: the wide stream's throughput target, 20 times one Celery task per event (`make
+bench` measures it side by side: 10 to 14 times on this 2-CPU machine, which the workers share
+with Redis and the emulator; docs/pipeline.md section 4b). Known limits of the failure
+handling: docs/reliability.md."""
 
 DEMO_KEY = "demo-key"
 SYNC_SOURCE = "demo-clinic"

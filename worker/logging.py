@@ -7,7 +7,7 @@ Two guards, because log lines come from two kinds of code:
 - lines that Celery, kombu or redis-py write through stdlib logging pass through `RedactingFilter`
   on the handlers, which scrubs the formatted message and traceback the same way.
 
-Event and health data is never logged beyond ids (DESIGN invariant 9): log ids and counts.
+Event and health data is never logged beyond ids (invariant 9): log ids and counts.
 """
 
 from __future__ import annotations

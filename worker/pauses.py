@@ -2,7 +2,7 @@
 
 A configuration error (401, 403, connection refused, a bad base URL, a 404 on a write route) is no
 fault of the data: it
-pauses submission for the source, with backoff, and dead-letters nothing (DESIGN invariant 7).
+pauses submission for the source, with backoff, and dead-letters nothing (invariant 7).
 A 429 or 503 pauses every worker of the source until the server's `Retry-After` (invariant 10).
 Pure decisions only: the pause lives in Redis (`worker/store/pauses.py`), the flow applies it.
 

@@ -1,9 +1,9 @@
 """The pipeline, as plain functions: flush, submit, poll, record, recover; no Celery, no sleeping.
 
 Correctness lives in Redis records (ready logs, bundle records with a state machine, holds, claims
-with fencing tokens, the poll schedule), never in a message being delivered once (DESIGN
-invariant 11): each function here can run twice, late, or in several processes at once, and it
-only changes timing. docs/pipeline.md describes the keys, the states and the steps.
+with fencing tokens, the poll schedule), never in a message being delivered once (invariant 11):
+each function here can run twice, late, or in several processes at once, and it only changes
+timing. docs/pipeline.md describes the keys, the states and the steps.
 
 The steps live in `worker.flow`; this module is their face:
 

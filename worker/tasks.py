@@ -1,8 +1,8 @@
 """The Celery tasks: thin shells over `worker.pipeline` and `worker.publisher`.
 
 A task's message is a nudge: it names ids (a source and its groups or bundle ids), the records in
-Redis say what to do, and a lost, repeated or late message changes nothing but timing (DESIGN
-invariant 11). So flush, poll and recover never retry: what they leave undone is due again in
+Redis say what to do, and a lost, repeated or late message changes nothing but timing
+(invariant 11). So flush, poll and recover never retry: what they leave undone is due again in
 the records, and the ticker sends it again. `ingest.publish` is the one task that carries
 payloads; its message is acknowledged only once every event is stored or dead-lettered: what
 Redis refuses for now is sent again without limit (its events exist nowhere else yet), and it

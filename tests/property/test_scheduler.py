@@ -1,4 +1,4 @@
-"""The production scheduler under an adversary (DESIGN invariants 3, 4 and 12).
+"""The production scheduler under an adversary (invariants 3, 4 and 12).
 
 Streams over a few hot entities, with groups that change over time, relationships to a few
 offices, atomic batches and events that fail on their own, are published in cut calls and driven

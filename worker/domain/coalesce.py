@@ -1,6 +1,6 @@
 """The coalescing table: when two pending changes to one entity may travel as one operation.
 
-The rule kept (DESIGN invariant 4): applying the coalesced operations leaves the Registry in the
+The rule kept (invariant 4): applying the coalesced operations leaves the Registry in the
 same state, and gives every event the same outcome, as applying the events one by one in order,
 including when single events fail on their own. `docs/coalescing.md` holds the table with the
 reasoning for every row; `RULES` below is that table, and the tests check one against the other.

@@ -1,6 +1,6 @@
 """Change events: the one public input of the worker, validated once, at publish.
 
-A `ChangeEvent` is what a producer publishes (DESIGN section 6, camelCase on the wire). It is
+A `ChangeEvent` is what a producer publishes (camelCase on the wire). It is
 checked strictly here, so that every later step can trust it: ids and keys against the shared
 patterns of `api_client.ids`, the rules that tie fields together (a relationship has `from` and
 `to` and no `contained`, a DELETE carries no data...), and caps on the size and nesting depth of

@@ -1,4 +1,4 @@
-"""Resolving an outcome unknown by reading the entities back (DESIGN invariant 10).
+"""Resolving an outcome unknown by reading the entities back (invariant 10).
 
 A request that timed out, or whose worker died before it recorded the answer, may or may not have
 been applied. Every id it carries was fixed at publish, so the Registry can be asked. An operation

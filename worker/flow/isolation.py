@@ -1,4 +1,4 @@
-"""Failure isolation (DESIGN invariant 5): bisect a bundle refused as a whole, cap resubmissions.
+"""Failure isolation (invariant 5): bisect a bundle refused as a whole, cap resubmissions.
 
 A 400 or 413 that names no operation says only "something in here is wrong". `bisect_outcomes`
 halves the bundle (`domain.bisection.bisect_refused`) and sends the halves one after the other

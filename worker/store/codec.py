@@ -5,7 +5,7 @@ keeps it in two parts (`ChangeEvent.stored_parts`): its JSON without `data` and 
 the JSON of those two. A planning round decodes only the first, rebuilt as the model
 `model_construct` would make, and keeps the second as text on the event
 (`ChangeEvent.stored_content`), which goes into the request as it is: the planner never walks
-`data` (DESIGN section 7). Only parts this module's callers wrote are read this way.
+`data` (docs/pipeline.md section 4b). Only parts this module's callers wrote are read this way.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Per source, one MULTI holds reopen.lua (only a dead-lettered event is let through), publish.lua
 (validation already done by the publisher; refs, placement and dedupe as for any event) and
 reopened.lua (the event keeps its attempts), so an applied or pending event is never reopened and
-nothing can slip between the check and the publish (DESIGN invariant 8).
+nothing can slip between the check and the publish (invariant 8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Progress under contention (DESIGN invariant 12): hot resources, many groups, any read limit.
+"""Progress under contention (invariant 12): hot resources, many groups, any read limit.
 
 Before the ready log, a resource that any unread buffer touched was tainted and everything on it
 held: with more pending links to one office across the buffers than a flush could read, nothing

@@ -1,4 +1,4 @@
-"""Order across groups (DESIGN invariant 3): what a group decides never overrides publish order."""
+"""Order across groups (invariant 3): what a group decides never overrides publish order."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from .factories import ids_from
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
-DESIGN_EXAMPLES: list[dict[str, Any]] = [
+FORMAT_EXAMPLES: list[dict[str, Any]] = [
     {
         "eventId": "e-1001",
         "sourceKey": "hospital-a",
@@ -89,7 +89,7 @@ def _parse(raw: object, **kwargs: Any) -> ChangeEvent | EventError:
     return parse_event(raw, new_event_id=ids_from("ev"), **kwargs)
 
 
-@pytest.mark.parametrize("raw", DESIGN_EXAMPLES, ids=["upsert", "create-ref", "rel-ref"])
+@pytest.mark.parametrize("raw", FORMAT_EXAMPLES, ids=["upsert", "create-ref", "rel-ref"])
 def test_parse_event_accepts_the_design_examples(raw):
     event = _parse(raw)
     assert isinstance(event, ChangeEvent)
@@ -99,7 +99,7 @@ def test_parse_event_accepts_the_design_examples(raw):
 
 
 def test_parse_event_round_trips_through_its_json_form():
-    event = _parse(DESIGN_EXAMPLES[0])
+    event = _parse(FORMAT_EXAMPLES[0])
     assert isinstance(event, ChangeEvent)
     again = ChangeEvent.model_validate_json(event.to_json())
     assert again == event
@@ -397,7 +397,7 @@ def test_parse_event_meta_times_in_the_future_pass_when_no_clock_is_given():
 
 def test_parse_events_keeps_one_result_per_input_in_order():
     results = parse_events(
-        [DESIGN_EXAMPLES[0], {"nope": 1}, DESIGN_EXAMPLES[1]], new_event_id=ids_from("ev")
+        [FORMAT_EXAMPLES[0], {"nope": 1}, FORMAT_EXAMPLES[1]], new_event_id=ids_from("ev")
     )
     assert [type(r).__name__ for r in results] == ["ChangeEvent", "EventError", "ChangeEvent"]
     error = results[1]

@@ -107,7 +107,7 @@ def test_plan_bundles_sends_an_endpoint_write_published_first_in_the_same_bundle
 @pytest.mark.parametrize("end_action", [D, C, U])
 def test_plan_bundles_puts_a_relationship_before_a_later_write_of_its_end(end_action):
     # Published: the relationship, then a write of its end. In one bundle the resource would run
-    # first, so the relationship goes in an earlier bundle (DESIGN invariant 3, rule C).
+    # first, so the relationship goes in an earlier bundle (invariant 3, rule C).
     events = [link(U), res(end_action, "provider", "p1")]
     plan = planned(events)
     assert bundle_of(plan, WORKS_AT) < bundle_of(plan, PROVIDER)

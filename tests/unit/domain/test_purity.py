@@ -1,4 +1,7 @@
-"""The pure core imports no celery, redis, kombu or httpx, even indirectly (DESIGN section 2)."""
+"""The pure core imports no celery, redis, kombu or httpx, even indirectly.
+
+The boundaries are in docs/architecture.md.
+"""
 
 from __future__ import annotations
 

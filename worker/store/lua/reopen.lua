@@ -1,4 +1,4 @@
--- reopen.lua: let publish.lua take a dead-lettered event again (a DLQ replay, DESIGN invariant 8).
+-- reopen.lua: let publish.lua take a dead-lettered event again (a DLQ replay, invariant 8).
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  JSON {ids: [event ids]}
