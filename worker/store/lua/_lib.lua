@@ -81,10 +81,6 @@ local function plan_due(now, linger, max_age, urgent)
   redis.call('ZADD', P .. 'due', at, '*')
 end
 
--- Holds: `hx` key -> the last unfinished bundle that writes it (`la` key -> the action of its
--- operation there, so planning knows an entity deleted just before); `hs:<key>` the unfinished bundles
--- that read it (a relationship's end) since; `hsn` key -> how many. A bundle's predecessors are
--- the holders it conflicts with (a write conflicts with both kinds, a read with the writer).
 -- Reads and writes of one hash over many fields, one command per slice of `HASH_SLICE` fields
 -- (not one per field: most of a commit's or a release's cost was one command per key).
 local HASH_SLICE = 1000
@@ -112,6 +108,10 @@ local function hdel_all(key, names)
   end
 end
 
+-- Holds: `hx` key -> the last unfinished bundle that writes it (`la` key -> the action of its
+-- operation there, so planning knows an entity deleted just before); `hs:<key>` the unfinished bundles
+-- that read it (a relationship's end) since; `hsn` key -> how many. A bundle's predecessors are
+-- the holders it conflicts with (a write conflicts with both kinds, a read with the writer).
 local function holders_of(x_keys, s_keys, self_id, into)
   if #x_keys > 0 then
     local writers = hmget_all(P .. 'hx', x_keys)

@@ -117,18 +117,15 @@ if count > 0 and redis.call('HLEN', P .. 'la') > 0 then
   local own = {}
   for _, row in ipairs(rowkeys) do own[#own + 1] = row[1] end
   local deleted = {}
-  for first = 1, #own, 500 do
-    local chunk = {unpack(own, first, math.min(first + 499, #own))}
-    local actions = redis.call('HMGET', P .. 'la', unpack(chunk))
-    for j, k in ipairs(chunk) do
-      if actions[j] == 'DELETE' then deleted[#deleted + 1] = k end
-    end
+  local actions = hmget_all(P .. 'la', own)
+  for j, k in ipairs(own) do
+    if actions[j] == 'DELETE' then deleted[#deleted + 1] = k end
   end
   if #deleted > 0 then meta.after_delete = deleted end
 end
 
 -- which of the keys read are held by a slow bundle (STALE, parked) or by events blocked behind
--- one: planning blocks what touches them (see `become_slow` in _lib.lua). Two HMGETs in all.
+-- one: planning blocks what touches them (see `become_slow` in _lib.lua). Two HMGETs per 1,000 keys.
 if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .. 'hvn') > 0) then
   local keys, seen = {}, {}
   for _, row in ipairs(rowkeys) do
@@ -137,20 +134,17 @@ if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .
     end
   end
   local slow, virtual = {}, {}
-  for first = 1, #keys, 500 do
-    local chunk = {unpack(keys, first, math.min(first + 499, #keys))}
-    local held = redis.call('HMGET', P .. 'slowk', unpack(chunk))
-    local counts = redis.call('HMGET', P .. 'hvn', unpack(chunk))
-    for j, k in ipairs(chunk) do
-      if held[j] then slow[k] = held[j] end
-      if tonumber(counts[j] or '0') > 0 then
-        local firsts = redis.call('HGETALL', P .. 'hvs:' .. k)
-        local live = {}
-        for f = 1, #firsts, 2 do
-          if bundle_alive(firsts[f]) then live[#live + 1] = {firsts[f], tonumber(firsts[f + 1])} end
-        end
-        if #live > 0 then virtual[k] = live end
+  local held = hmget_all(P .. 'slowk', keys)
+  local counts = hmget_all(P .. 'hvn', keys)
+  for j, k in ipairs(keys) do
+    if held[j] then slow[k] = held[j] end
+    if tonumber(counts[j] or '0') > 0 then
+      local firsts = redis.call('HGETALL', P .. 'hvs:' .. k)
+      local live = {}
+      for f = 1, #firsts, 2 do
+        if bundle_alive(firsts[f]) then live[#live + 1] = {firsts[f], tonumber(firsts[f + 1])} end
       end
+      if #live > 0 then virtual[k] = live end
     end
   end
   meta.slow = slow
