@@ -22,6 +22,7 @@ from api_client.config import ClientConfig
 from api_client.retry import RetryPolicy
 from worker.domain.bulk import BulkCaps
 from worker.domain.coalesce import CoalesceMode
+from worker.domain.foresight import ForesightPolicy
 from worker.domain.plan import PlanCaps
 from worker.domain.refusals import RefusalPolicy
 
@@ -152,6 +153,15 @@ class IngestSettings(BaseSettings):
     refusal_bulk_expected: float = Field(default=6.0, gt=0, allow_inf_nan=False)
     """Failures expected in the rest of a refused bundle (rate x operations left) at or above
     which it goes as bulk requests."""
+    foresight: bool = True
+    """Whether planning gives an operation expected to fail a bundle of its own, from what the
+    source's answers said exists (docs/pipeline.md, "Foresight")."""
+    foresight_min_precision: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    """Share of a kind of expectation's operations that must have been refused for that kind to
+    isolate operations."""
+    foresight_known_max: int = Field(default=1_000_000, ge=1)
+    """The most entities a source's foresight remembers; past it, it forgets them all and
+    learns again (placement only: nothing is lost but a few refusals' worth of requests)."""
     bulk_poll_first_ms: int = Field(default=100, ge=1)
     """First wait before polling a bulk task (at most `poll_cap_ms`); each further wait grows
     by `poll_multiplier` up to `poll_cap_ms`, as for other tasks."""
@@ -295,6 +305,10 @@ class IngestSettings(BaseSettings):
             bulk_expected=self.refusal_bulk_expected,
             enabled=self.refusal_bulk,
         )
+
+    def foresight_policy(self) -> ForesightPolicy:
+        """When a kind of expectation isolates operations."""
+        return ForesightPolicy(enabled=self.foresight, min_precision=self.foresight_min_precision)
 
     def plan_caps(self) -> PlanCaps:
         """The bundle limits the planner keeps."""

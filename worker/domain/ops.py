@@ -26,6 +26,7 @@ from api_client.models import (
 )
 from worker.domain.coalesce import Role
 from worker.domain.events import ChangeEvent, Target
+from worker.domain.foresight import Prior
 from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
 
 Operation = ResourceOperation | RelationshipOperation
@@ -66,6 +67,9 @@ class PlannedOp:
     wire: bytes
     """The operation exactly as sent: `{"action":...,"<action>":<payload>}`, compact UTF-8."""
     expected_error: ErrorType | None = None
+    prior: Prior | None = None
+    """Why foresight expected it to fail when it was planned (`domain.foresight`), if it did:
+    its answer then tells whether that kind of expectation holds for the source."""
 
     @property
     def size_bytes(self) -> int:
@@ -225,6 +229,7 @@ def plan_op(
     action: Action,
     expected_error: ErrorType | None = None,
     key: EntityKey | None = None,
+    prior: Prior | None = None,
 ) -> PlannedOp:
     """A planned operation over `events` (publish order; the last is the carrier, whose key is
     `key` when the caller has it already)."""
@@ -236,6 +241,7 @@ def plan_op(
         events=events,
         wire=operation_json(carrier, action, key),
         expected_error=expected_error,
+        prior=prior,
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from api_client.models import Action, ErrorType
 from worker.domain.coalesce import CoalesceMode, Role, merged_action, meta_carried, pair_rule
 from worker.domain.events import ChangeEvent
+from worker.domain.foresight import Foresight, KeyState, Prior
 from worker.domain.keys import EntityKey, ResourceKey, key_of
 from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
 
@@ -64,6 +65,8 @@ class _Node:
     preds: dict[int, bool] = field(default_factory=dict)
     after_delete: bool = False
     """The entity's operation before this one is a DELETE: it starts from an absent entity."""
+    prior: Prior | None = None
+    """Why foresight expects it to fail (isolated only when that kind is trusted)."""
 
     def add_pred(self, node: int, *, strict: bool) -> None:
         self.preds[node] = self.preds.get(node, False) or strict
@@ -71,11 +74,18 @@ class _Node:
 
 class _Builder:
     def __init__(
-        self, mode: CoalesceMode, no_merge: Collection[str], absent: Collection[str] = ()
+        self,
+        mode: CoalesceMode,
+        no_merge: Collection[str],
+        absent: Collection[str] = (),
+        foresight: Foresight | None = None,
     ) -> None:
         self.mode = mode
         self.no_merge = no_merge
         self.absent = absent
+        self.foresight = foresight
+        self.reset: set[ResourceKey] = set()
+        """Resources created or deleted earlier in the round: their old relationships are gone."""
         self.nodes: list[_Node] = []
         self.last_node: dict[EntityKey, int] = {}
         self.open_relationships: dict[ResourceKey, set[int]] = {}
@@ -105,6 +115,12 @@ class _Builder:
             node.action = merged
         else:
             current = self._new_node(event, position, key, previous)
+        if (
+            self.foresight is not None
+            and event.action is not Action.UPSERT
+            and isinstance(key, ResourceKey)
+        ):
+            self.reset.add(key)
         self._cross_entity(key, current)
 
     def _new_node(
@@ -126,6 +142,8 @@ class _Builder:
             node.after_delete = self.nodes[previous].action is Action.DELETE
         elif self.absent:
             node.after_delete = str(key) in self.absent
+        if self.foresight is not None:
+            self._foresee(node, previous)
         if isinstance(key, ResourceKey):
             for relationship in self.relationships_since.pop(key, []):
                 node.add_pred(relationship, strict=True)
@@ -138,6 +156,41 @@ class _Builder:
         self.nodes.append(node)
         self.last_node[key] = current
         return current
+
+    def _end_state(self, end: ResourceKey, foresight: Foresight) -> KeyState:
+        writer = self.last_node.get(end)
+        if writer is None:
+            return foresight.state(end)
+        return KeyState.ABSENT if self.nodes[writer].action is Action.DELETE else KeyState.EXISTS
+
+    def _foresee(self, node: _Node, previous: int | None) -> None:
+        """The refusal foresight expects for a new node: isolated, and closed to later events
+        (merged into it they would be refused with it), when that kind is trusted."""
+        foresight = self.foresight
+        assert foresight is not None
+        key = node.key
+        ends: tuple[KeyState, ...] = ()
+        if isinstance(key, ResourceKey):
+            if previous is not None:
+                return  # the table decides between two operations of one round
+            state = foresight.state(key)
+        else:
+            ends = tuple(self._end_state(end, foresight) for end in key.endpoints)
+            if previous is not None:
+                state = KeyState.UNSEEN  # the table decides; only the ends are foreseen
+            elif any(end in self.reset for end in key.endpoints):
+                state = KeyState.ABSENT
+            else:
+                state = foresight.state(key)
+        expected = foresight.expect(key, node.action, state, ends)
+        if expected is None:
+            return
+        if previous is not None and expected.prior is Prior.GUESS:
+            return
+        node.prior = expected.prior
+        if foresight.isolates(expected.prior) and node.expected_error is None:
+            node.expected_error = expected.error
+            node.closed = True
 
     def _cross_entity(self, key: EntityKey, current: int) -> None:
         if isinstance(key, ResourceKey):
@@ -158,7 +211,7 @@ def _op_of(node: _Node) -> PlannedOp:
         PlannedEvent(event, position, Role.CARRIER if i == last else Role.SUPERSEDED)
         for i, (event, position) in enumerate(node.events)
     )
-    return plan_op(events, node.action, node.expected_error, node.key)
+    return plan_op(events, node.action, node.expected_error, node.key, node.prior)
 
 
 def _units(nodes: list[_Node]) -> tuple[Unit, ...]:
@@ -212,6 +265,7 @@ def build_units(
     mode: CoalesceMode = CoalesceMode.SUPERSEDE,
     no_merge: Collection[str] = frozenset(),
     after_delete: Collection[str] = frozenset(),
+    foresight: Foresight | None = None,
 ) -> tuple[Unit, ...]:
     """Coalesce `events` (one source, publish order) into units with their ordering constraints.
 
@@ -221,13 +275,15 @@ def build_units(
         no_merge: event ids that must travel alone (events unmerged after a refusal).
         after_delete: entity keys whose last operation planned before these events is a DELETE
             (still unsent): an UPSERT+ DELETE merge on them would be refused, so it is not made.
+        foresight: what the source's answers said exists (`domain.foresight`): an operation it
+            expects to fail, of a trusted kind, becomes a unit of its own that nothing merges into.
 
     Raises:
         PlanInputError: mixed sources, or an atomic batch that is split or cannot keep its order.
     """
     if len({event.source_key for event in events}) > 1:
         raise PlanInputError("events: a plan covers one source (the bundle path names it)")
-    builder = _Builder(mode, no_merge, after_delete)
+    builder = _Builder(mode, no_merge, after_delete, foresight)
     for position, event in enumerate(events):
         builder.add(event, position)
     return _units(builder.nodes)
@@ -240,6 +296,7 @@ def unmerge_unfit(
     no_merge: Collection[str],
     fits: Callable[[PlannedOp], bool],
     after_delete: Collection[str] = frozenset(),
+    foresight: Foresight | None = None,
 ) -> tuple[Unit, ...]:
     """`build_units`, with every merged operation that `fits` refuses unmerged into its events.
 
@@ -250,7 +307,9 @@ def unmerge_unfit(
     """
     unmerged = set(no_merge)
     while True:
-        units = build_units(events, mode=mode, no_merge=unmerged, after_delete=after_delete)
+        units = build_units(
+            events, mode=mode, no_merge=unmerged, after_delete=after_delete, foresight=foresight
+        )
         unfit = {
             event_id
             for unit in units

@@ -151,6 +151,18 @@ def _read(op: PlannedOp, ref: OpRef, receipt: Receipt) -> list[EventOutcome]:
     ]
 
 
+def refused_on_its_own(outcome: EventOutcome) -> bool:
+    """Whether the event's operation got a FAILURE receipt of its own: not a failure bound to
+    another's (an atomic batch, a relationship to a failed create), not a merged DELETE unmerged
+    because a neighbour failed."""
+    return (
+        outcome.fate in (Fate.FAILED, Fate.UNMERGED)
+        and outcome.error is not None
+        and outcome.bound_to is None
+        and outcome.reason != UNMERGED_WHEN_CANCELLED
+    )
+
+
 def _bound(outcome: EventOutcome, to: EventOutcome, reason: str) -> EventOutcome:
     return EventOutcome(outcome.event_id, Fate.FAILED, outcome.op, to.error, to.event_id, reason)
 

@@ -24,6 +24,7 @@ from typing import Final
 from api_client.models import BundleRequest, ErrorType
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Problem, Target
+from worker.domain.foresight import Foresight
 from worker.domain.keys import EntityKey, key_of
 from worker.domain.ops import (
     EMPTY_BUNDLE_BYTES,
@@ -253,6 +254,7 @@ def plan_bundles(
     mode: CoalesceMode = CoalesceMode.SUPERSEDE,
     no_merge: Collection[str] = frozenset(),
     after_delete: Collection[str] = frozenset(),
+    foresight: Foresight | None = None,
 ) -> Plan:
     """Plan the bundles that carry `events` (one source; one or more groups, in publish order).
 
@@ -264,6 +266,8 @@ def plan_bundles(
         no_merge: event ids that must travel alone (unmerged after a refusal).
         after_delete: entity keys whose last operation planned before these events is a DELETE
             (see `ordering.build_units`).
+        foresight: what the source's answers said exists: an operation expected to fail goes
+            in a bundle of its own (`domain.foresight`).
 
     Returns:
         The plan: bundles in submission order, and the events no bundle can carry.
@@ -282,6 +286,7 @@ def plan_bundles(
         no_merge=no_merge,
         fits=lambda op: _Bin().fits((op,), caps),
         after_delete=after_delete,
+        foresight=foresight,
     )
     bins, rejected = _place(units, caps)
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))

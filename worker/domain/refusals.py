@@ -25,10 +25,8 @@ Pure: no Redis, no Celery, no HTTP (the state lives in `worker.store.refusals`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
-from worker.domain.coalesce import Fate
-from worker.domain.outcomes import UNMERGED_WHEN_CANCELLED, OpRef, Outcomes
+from worker.domain.outcomes import OpRef, Outcomes, refused_on_its_own
 
 __all__ = [
     "Observation",
@@ -39,9 +37,6 @@ __all__ = [
     "observe",
     "rest_goes_bulk",
 ]
-
-_FAILING: Final = frozenset({Fate.FAILED, Fate.UNMERGED})
-"""Fates an operation's own FAILURE receipt gives its events (the carrier of a merged one too)."""
 
 
 @dataclass(frozen=True)
@@ -128,11 +123,8 @@ def observe(outcomes: Outcomes, *, atomic: bool = True) -> Observation:
         if ref is None:
             continue
         final[ref] = final.get(ref, True) and outcome.is_final
-        if outcome.fate not in _FAILING or outcome.error is None:
-            continue
-        if outcome.bound_to is not None or outcome.reason == UNMERGED_WHEN_CANCELLED:
-            continue
-        failing.add(ref)
+        if refused_on_its_own(outcome):
+            failing.add(ref)
     judged = sum(1 for ref, done in final.items() if done or ref in failing)
     return Observation(len(failing), judged, atomic)
 

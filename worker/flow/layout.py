@@ -1,10 +1,12 @@
 """A reserved bundle's layout: enough to rebuild exactly the request planned, from stored events.
 
-The record keeps, per operation, its action and its events (id and publish seq, carrier last);
-the events' bodies stay in their own hashes. Rebuilt with the core's `plan_op`, the bundle is the
-one planned (a test checks it byte for byte), so a poll or a recovery in another process reads
-the receipts against the operations that were really sent. A bulk request's layout says so
-(`"k": "bulk"`) and holds its operations under the key of its kind, the other list empty.
+The record keeps, per operation, its action and its events (id and publish seq, carrier last),
+and the kind of failure foresight expected of it, if any (`domain.foresight`: its answer tells
+whether that kind holds); the events' bodies stay in their own hashes. Rebuilt with the core's
+`plan_op`, the bundle is the one planned (a test checks it byte for byte), so a poll or a
+recovery in another process reads the receipts against the operations that were really sent.
+A bulk request's layout says so (`"k": "bulk"`) and holds its operations under the key of its
+kind, the other list empty.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from api_client.models import Action
 from worker.domain.bulk import BulkRequestPlan, bulk_body
 from worker.domain.coalesce import Role
 from worker.domain.events import ChangeEvent, Target
+from worker.domain.foresight import Prior
 from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
 from worker.domain.plan import BundlePlan, bundle_of_ops
 
@@ -43,7 +46,13 @@ class LayoutError(ValueError):
 
 
 def _ops(ops: Sequence[PlannedOp], seqs: Mapping[str, int]) -> list[list[Any]]:
-    return [[op.action.value, [[e.event_id, seqs[e.event_id]] for e in op.events]] for op in ops]
+    encoded: list[list[Any]] = []
+    for op in ops:
+        item: list[Any] = [op.action.value, [[e.event_id, seqs[e.event_id]] for e in op.events]]
+        if op.prior is not None:
+            item.append(op.prior.value)
+        encoded.append(item)
+    return encoded
 
 
 def encode_layout(bundle: Sendable, seqs: Mapping[str, int]) -> str:
@@ -63,18 +72,20 @@ def encode_layout(bundle: Sendable, seqs: Mapping[str, int]) -> str:
 def layout_event_ids(layout: str) -> list[str]:
     """Every event id the layout names, in request order."""
     data = json.loads(layout)
-    return [eid for kind in ("r", "l") for _, events in data[kind] for eid, _ in events]
+    return [eid for kind in ("r", "l") for item in data[kind] for eid, _ in item[1]]
 
 
 def _rebuild_ops(raw: Sequence[Any], events: Mapping[str, ChangeEvent]) -> tuple[PlannedOp, ...]:
     ops = []
-    for action, members in raw:
+    for item in raw:
+        action, members = item[0], item[1]
+        prior = Prior(item[2]) if len(item) > 2 else None
         last = len(members) - 1
         planned = tuple(
             PlannedEvent(events[eid], int(seq), Role.CARRIER if i == last else Role.SUPERSEDED)
             for i, (eid, seq) in enumerate(members)
         )
-        ops.append(plan_op(planned, Action(action)))
+        ops.append(plan_op(planned, Action(action), prior=prior))
     return tuple(ops)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from api_client.models import ErrorBody
 from worker.domain.bulk import plan_bulk, validate_bulk_plan
+from worker.domain.foresight import Foresight, Prior
 from worker.domain.keys import RelationshipKey
 from worker.domain.outcomes import outcomes_for_rejections
 from worker.domain.plan import BundlePlan, Plan, PlanCaps, Rejection, bundle_of_ops, plan_bundles
@@ -149,9 +150,30 @@ def plan_round(deps: Deps, source: str, round_: ReadRound) -> Round:
         return Round([], [], blocked)
     caps = plan_caps_for(deps, source, round_)
     planned, rejected = plan_events(
-        deps, read, bulk=round_.bulk, caps=caps, after_delete=round_.after_delete, claim=True
+        deps,
+        read,
+        bulk=round_.bulk,
+        caps=caps,
+        after_delete=round_.after_delete,
+        claim=True,
+        foresight=foresight_of(deps, round_),
     )
     return Round(planned, rejected, blocked)
+
+
+def foresight_of(deps: Deps, round_: ReadRound) -> Foresight | None:
+    """What this round knows of its keys, and which kinds of expectation the source's answers
+    bear out (`domain.foresight`); None when foresight is off."""
+    policy = deps.settings.foresight_policy()
+    if not policy.enabled:
+        return None
+    counts = round_.foresight_counts
+    return Foresight(
+        known=round_.known,
+        held=round_.held,
+        isolate_known=counts.isolates(Prior.KNOWN, policy),
+        isolate_guess=counts.isolates(Prior.GUESS, policy),
+    )
 
 
 def plan_events(
@@ -162,12 +184,14 @@ def plan_events(
     caps: PlanCaps,
     after_delete: Collection[str] = frozenset(),
     claim: bool = False,
+    foresight: Foresight | None = None,
 ) -> tuple[list[PlannedBundle], list[RejectedEvent]]:
     """`read` (seq order, one kind of request) in bundles, each with the earlier ones of the
     plan it must follow; and the events no bundle can carry.
 
     Args:
         claim: the caller sends the bundles itself once ready (claimed at commit).
+        foresight: what the source's answers said of the keys read (bundles only).
     """
     events = [event_from_mapping(e.body, e.content) for e in read]
     no_merge = {e.event_id for e in read if e.no_merge}
@@ -179,7 +203,12 @@ def plan_events(
         sendables, rejected = bulk_plan.requests, _rejection_errors(bulk_plan.rejected)
     else:
         plan = plan_bundles(
-            events, caps=caps, mode=mode, no_merge=no_merge, after_delete=after_delete
+            events,
+            caps=caps,
+            mode=mode,
+            no_merge=no_merge,
+            after_delete=after_delete,
+            foresight=foresight,
         )
         validate_plan(plan, deps.settings.plan_caps())
         sendables = plan.bundles

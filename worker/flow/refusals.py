@@ -1,5 +1,6 @@
-"""Refusals in the flow: fold each recorded answer into the source's refusal rate, and say
-whether the rest of a refused bundle goes as bulk requests.
+"""Refusals in the flow: fold each recorded answer into the source's refusal rate and into what
+foresight knows (`domain.lessons`), and say whether the rest of a refused bundle goes as bulk
+requests.
 
 The rule is `worker.domain.refusals`; the shared state is `worker.store.refusals` (one round
 trip per recorded answer that judged something). Why bulk for the rest: with a Registry that
@@ -13,6 +14,7 @@ from __future__ import annotations
 import structlog
 
 from worker.domain.bulk import BulkRequestPlan
+from worker.domain.lessons import lesson_of
 from worker.domain.outcomes import Outcomes
 from worker.domain.refusals import observe, rest_goes_bulk
 from worker.flow.deps import Deps
@@ -35,8 +37,14 @@ def note_answer(
         return False
     settings = deps.settings
     policy = settings.refusal_policy()
+    learn = settings.foresight
     state = RefusalStats(deps.store.client).fold(
-        source, seen, halflife_ops=policy.halflife_ops, ttl_ms=settings.results_ttl_s * 1000
+        source,
+        seen,
+        halflife_ops=policy.halflife_ops,
+        ttl_ms=settings.results_ttl_s * 1000,
+        lesson=lesson_of(plan.ops, outcomes) if learn else None,
+        known_cap=settings.foresight_known_max if learn else 0,
     )
     if bulk_request:
         return False

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from worker.domain.foresight import ForesightCounts
 from worker.domain.sizing import BundleSizing
 
 
@@ -88,6 +89,13 @@ class ReadRound:
     virtual: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
     """Keys read that events blocked behind a slow bundle touch: key -> (that bundle, the lowest
     seq it blocked there) per slow bundle; only events after that seq must wait."""
+    held: Mapping[str, str] = field(default_factory=dict)
+    """Keys read that an unfinished bundle writes -> its operation's action (read for
+    foresight only)."""
+    known: Mapping[str, str] = field(default_factory=dict)
+    """Keys read -> what the source's answers said of them (`domain.foresight`)."""
+    foresight_counts: ForesightCounts = field(default_factory=ForesightCounts)
+    """The source's hits and misses per kind of expectation."""
 
 
 @dataclass(frozen=True)

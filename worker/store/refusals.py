@@ -1,9 +1,11 @@
-"""A source's refusal rate in Redis (`ingest:{sk}:refusals`): folded atomically, one round trip.
+"""A source's refusal rate and foresight's knowledge in Redis (`ingest:{sk}:refusals`,
+`ingest:{sk}:known`): folded atomically, one round trip per recorded answer.
 
-The counts are weighted (`domain.refusals`): refusals and operations judged, each older answer
-weighing less as more operations are judged. refusals.lua applies the fold the pure rule
-computes, so racing recorders lose nothing; the hash expires when the source goes quiet (it is
-statistics, never work).
+The counts are weighted (`domain.refusals`, `domain.foresight`): refusals and operations judged,
+foresight's hits and misses, each older answer weighing less as more operations are judged.
+refusals.lua applies the fold the pure rules compute and the facts an answer taught
+(`domain.lessons`), so racing recorders lose nothing; both hashes expire when the source goes
+quiet (they are statistics and placement hints, never work).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from worker.domain.foresight import ForesightCounts
+from worker.domain.keys import RelationshipKey
+from worker.domain.lessons import Learned, Lesson
 from worker.domain.refusals import Observation, RefusalState, decay_factor
 from worker.store import keys
 from worker.store.codec import text
@@ -21,7 +26,7 @@ from worker.store.codec import text
 if TYPE_CHECKING:
     from redis.commands.core import Script
 
-__all__ = ["RefusalStats"]
+__all__ = ["RefusalStats", "decode_foresight_counts", "encode_facts"]
 
 
 @cache
@@ -36,6 +41,28 @@ def _number(raw: object) -> float:
         return 0.0  # an unreadable count must never stop recording: start again from zero
 
 
+def decode_foresight_counts(raw: object) -> ForesightCounts:
+    """Foresight's counts as read.lua reads them (`kh`, `km`, `gh`, `gm`; missing ones zero)."""
+    values = list(raw) if isinstance(raw, list | tuple) else []
+    numbers = [_number(v) if v not in (None, False) else 0.0 for v in values[:4]]
+    numbers += [0.0] * (4 - len(numbers))
+    return ForesightCounts(*numbers)
+
+
+def encode_facts(lesson: Lesson) -> list[str]:
+    """An answer's facts as refusals.lua takes them (see its header)."""
+    encoded = []
+    for fact, key in lesson.facts:
+        if isinstance(key, RelationshipKey):
+            if fact is Learned.EXISTS:
+                encoded.append(f"l {key} {key.endpoints[0]} {key.endpoints[1]}")
+            else:
+                encoded.append(f"d {key}")
+        else:
+            encoded.append(f"{'e' if fact is Learned.EXISTS else 'a'} {key}")
+    return encoded
+
+
 class RefusalStats:
     """The refusal rate of every source, on one client."""
 
@@ -47,16 +74,33 @@ class RefusalStats:
         return self.client.register_script(_script_source())
 
     def fold(
-        self, source: str, seen: Observation, *, halflife_ops: float, ttl_ms: int
+        self,
+        source: str,
+        seen: Observation,
+        *,
+        halflife_ops: float,
+        ttl_ms: int,
+        lesson: Lesson | None = None,
+        known_cap: int = 0,
     ) -> RefusalState:
-        """Fold one answer's counts into the source's state; the state after it."""
+        """Fold one answer's counts into the source's state, and its lesson into what
+        foresight knows (`known_cap`: the most entities kept, 0 to learn nothing); the
+        refusal state after it."""
+        lesson = lesson or Lesson()
         args = [
             str(seen.failures),
             str(seen.judged),
             repr(decay_factor(seen.judged, halflife_ops)),
             "1" if seen.every else "0",
             str(max(1, ttl_ms)),
+            str(lesson.known_hits),
+            str(lesson.known_misses),
+            str(lesson.guess_hits),
+            str(lesson.guess_misses),
+            str(max(0, known_cap)),
         ]
+        if known_cap > 0:
+            args += encode_facts(lesson)
         reply = self._script(keys=[keys.prefix(source)], args=args)
         return RefusalState(_number(reply[0]), _number(reply[1]), text(reply[2]) == "1")
 

@@ -28,6 +28,7 @@ from worker.store.records import (
     ReadRound,
     RejectedEvent,
 )
+from worker.store.refusals import decode_foresight_counts
 from worker.store.sizing import StoreSizing, decode_sizing
 
 __all__ = ["EvictionPolicyError", "InvalidEntry", "Store"]
@@ -63,13 +64,16 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
         """
         arguments: dict[str, Any] = {"token": token, "lease": lease_ms, "limit": limit,
                                      "max_bytes": max_bytes,
-                                     "chunk": chunk or self.settings.flush_chunk}  # fmt: skip
+                                     "chunk": chunk or self.settings.flush_chunk,
+                                     "foresee": self.settings.foresight}  # fmt: skip
         meta, events = self._read_call(source, arguments)
         if meta.get("busy"):
             return ReadRound(busy=True)
         slow = dict(meta.get("slow") or {})
         after_delete = set(meta.get("after_delete") or ())
         virtual = dict(meta.get("virtual") or {})
+        held_keys = dict(meta.get("held") or {})
+        known = dict(meta.get("known") or {})
         read_bytes = sum(e.size for e in events)
         while meta.get("chunk") and events:
             arguments.update(after=events[-1].seq, read=len(events), bulk=int(bool(meta["bulk"])),
@@ -83,6 +87,8 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
             slow.update(more.get("slow") or {})
             after_delete.update(more.get("after_delete") or ())
             virtual.update(more.get("virtual") or {})
+            held_keys.update(more.get("held") or {})
+            known.update(more.get("known") or {})
         return ReadRound(
             events=tuple(events),
             token=token,
@@ -97,6 +103,9 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
                 key: tuple((str(bid), int(first)) for bid, first in held)
                 for key, held in virtual.items()
             },
+            held=held_keys,
+            known=known,
+            foresight_counts=decode_foresight_counts(meta.get("fc")),
         )
 
     def _read_call(

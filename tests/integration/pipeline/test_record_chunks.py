@@ -50,6 +50,7 @@ def test_a_crash_between_record_calls_then_recovery_letters_once_and_sends_the_r
     harness_factory: HarnessFactory,
 ) -> None:
     harness = harness_factory(
+        foresight=False,  # the failure must cancel its neighbours: nothing places it apart
         record_chunk=2,
         http_deadline_s=0.2,
         claim_ttl_ms=300,

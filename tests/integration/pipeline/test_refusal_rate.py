@@ -30,8 +30,12 @@ from .conftest import Harness, HarnessFactory
 pytestmark = pytest.mark.integration
 
 BULK_ROUTES = frozenset({"resources_bulk", "relationships_bulk"})
-SETTINGS: dict[str, Any] = {"bulk_poll_first_ms": 20, "refusal_halflife_ops": 400}
-"""Fast bulk polls; a short half-life, so a few hundred clean operations bring the rate down."""
+SETTINGS: dict[str, Any] = {"bulk_poll_first_ms": 20, "refusal_halflife_ops": 400,
+                            "foresight": False}  # fmt: skip
+"""Fast bulk polls; a short half-life, so a few hundred clean operations bring the rate down;
+no foresight, so that the failures land in bundles beside other operations (what this module
+tests is what a refusal costs then; tests/integration/pipeline/test_foresight.py tests the
+placement that avoids it)."""
 
 
 def _provider(source: str, n: int, action: str, id_: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from api_client.ids import GENERATED_ID_LENGTH, is_resource_id
 from api_client.models import dump_json
+from worker.domain.foresight import Foresight, Prior
 from worker.domain.plan import plan_bundles
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
 from worker.flow.planning import bundle_locks
@@ -36,6 +37,20 @@ def test_layout_rebuilds_exactly_the_request_planned():
     assert [e.position for op in rebuilt.ops for e in op.events] == [10, 11, 12, 13]
     assert layout_event_ids(layout) == [e.event_id for e in events]
     assert bundle_locks(rebuilt) == bundle_locks(bundle)
+
+
+def test_layout_keeps_what_foresight_expected_of_each_operation():
+    events = [resource("DELETE", id_="p9"), resource("UPSERT", id_="p2")]
+    (bundle,) = plan_bundles(events, foresight=Foresight()).bundles
+    assert [op.prior for op in bundle.ops] == [Prior.GUESS, None]
+    seqs = {e.event_id: i for i, e in enumerate(events)}
+
+    layout = encode_layout(bundle, seqs)
+    rebuilt = rebuild_bundle(layout, {e.event_id: event_from_json(e.to_json()) for e in events})
+
+    assert [op.prior for op in rebuilt.ops] == [Prior.GUESS, None]
+    assert dump_json(rebuilt.request) == dump_json(bundle.request)
+    assert layout_event_ids(layout) == [e.event_id for e in events]
 
 
 def test_layout_with_a_missing_event_is_refused():

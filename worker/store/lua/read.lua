@@ -111,28 +111,52 @@ while not stop do
 end
 count = #parts
 
--- the entities read whose last planned operation (still unsent) is a DELETE: planning does not
--- merge an UPSERT+ DELETE on them (it would be refused NOT_FOUND)
+-- every key read: the events' own and the resources they reference (a relationship's ends)
+local keys, seen = {}, {}
+for _, row in ipairs(rowkeys) do
+  for _, k in ipairs({row[1], unpack(split(row[2]))}) do
+    if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
+  end
+end
+
+-- the keys read that an unfinished bundle writes, with its operation's action: planning does
+-- not merge an UPSERT+ DELETE after a DELETE still unsent (it would be refused NOT_FOUND), and
+-- foresight takes a held key as that operation leaves it
 if count > 0 and redis.call('HLEN', P .. 'la') > 0 then
-  local own = {}
-  for _, row in ipairs(rowkeys) do own[#own + 1] = row[1] end
-  local deleted = {}
-  local actions = hmget_all(P .. 'la', own)
-  for j, k in ipairs(own) do
-    if actions[j] == 'DELETE' then deleted[#deleted + 1] = k end
+  local deleted, listed, held = {}, {}, {}
+  local actions = hmget_all(P .. 'la', keys)
+  for j, k in ipairs(keys) do
+    if actions[j] then held[k] = actions[j] end
+  end
+  for _, row in ipairs(rowkeys) do
+    if held[row[1]] == 'DELETE' and not listed[row[1]] then
+      listed[row[1]] = true
+      deleted[#deleted + 1] = row[1]
+    end
   end
   if #deleted > 0 then meta.after_delete = deleted end
+  if cfg.foresee and next(held) ~= nil then meta.held = held end
+end
+
+-- what the source's answers said of the keys read, and how far each kind of expectation held
+-- (`worker/domain/foresight.py`)
+if count > 0 and cfg.foresee then
+  if not going_on then
+    meta.fc = redis.call('HMGET', P .. 'refusals', 'kh', 'km', 'gh', 'gm')
+  end
+  if redis.call('EXISTS', P .. 'known') == 1 then
+    local known, any = {}, false
+    local values = hmget_all(P .. 'known', keys)
+    for j, k in ipairs(keys) do
+      if values[j] then known[k] = values[j]; any = true end
+    end
+    if any then meta.known = known end
+  end
 end
 
 -- which of the keys read are held by a slow bundle (STALE, parked) or by events blocked behind
 -- one: planning blocks what touches them (see `become_slow` in _lib.lua). Two HMGETs per 1,000 keys.
 if count > 0 and (redis.call('HLEN', P .. 'slowk') > 0 or redis.call('HLEN', P .. 'hvn') > 0) then
-  local keys, seen = {}, {}
-  for _, row in ipairs(rowkeys) do
-    for _, k in ipairs({row[1], unpack(split(row[2]))}) do
-      if not seen[k] then seen[k] = true; keys[#keys + 1] = k end
-    end
-  end
   local slow, virtual = {}, {}
   local held = hmget_all(P .. 'slowk', keys)
   local counts = hmget_all(P .. 'hvn', keys)

@@ -1,24 +1,80 @@
--- refusals.lua: fold one recorded answer into a source's refusal rate (hash `refusals`).
+-- refusals.lua: fold one recorded answer into a source's refusal rate (hash `refusals`) and
+-- into what foresight knows of its entities (hash `known`).
 --
--- The rule (what counts, the half-life, the decision) lives in worker/domain/refusals.py; this
--- script only applies its arithmetic atomically, so two workers recording at once lose no count:
--- f = f * decay + failures, j = j * decay + judged, every = every or this answer's.
+-- The rules (what counts, the half-life, the decisions) live in worker/domain/refusals.py,
+-- foresight.py and lessons.py; this script only applies their arithmetic atomically, so two
+-- workers recording at once lose no count:
+-- f = f * decay + failures, j = j * decay + judged, every = every or this answer's, and the
+-- same decay for foresight's hits and misses (kh, km: known; gh, gm: guessed).
 --
 -- KEYS[1]  source prefix
 -- ARGV[1]  operations refused on their own in this answer
 -- ARGV[2]  operations judged
 -- ARGV[3]  decay: how much older counts weigh now (0.5 per half-life of operations judged)
 -- ARGV[4]  1 when this answer named two failures or more (the Registry reports every one)
--- ARGV[5]  TTL in ms (the rate is statistics: a source that goes quiet forgets it)
+-- ARGV[5]  TTL in ms (both hashes are statistics: a source that goes quiet forgets them)
+-- ARGV[6..9]  foresight's hits and misses in this answer: known hits, known misses, guessed
+--             hits, guessed misses
+-- ARGV[10] the most entities `known` holds (over it, it is dropped whole and learnt again)
+-- ARGV[11..] facts, in the order the Registry ran the operations: `e <resource>` exists,
+--          `a <resource>` absent, `l <relationship> <from> <to>` exists (so do its ends),
+--          `d <relationship>` absent
 -- Returns  {f, j, every} after the fold, numbers as strings
+--
+-- `known` holds a generation per resource, odd while it exists, and per relationship the
+-- generations of its ends when it was written (`-`: known absent): a resource deleted and
+-- created again leaves its old relationships behind without touching them.
 
 local key = KEYS[1] .. 'refusals'
-local h = redis.call('HMGET', key, 'f', 'j', 'every')
 local decay = tonumber(ARGV[3])
-local f = (tonumber(h[1]) or 0) * decay + tonumber(ARGV[1])
-local j = (tonumber(h[2]) or 0) * decay + tonumber(ARGV[2])
+local h = redis.call('HMGET', key, 'f', 'j', 'every', 'kh', 'km', 'gh', 'gm')
+local function folded(j, added)
+  return string.format('%.10g', (tonumber(h[j]) or 0) * decay + tonumber(added))
+end
+local fs, js = folded(1, ARGV[1]), folded(2, ARGV[2])
 local every = (h[3] == '1' or ARGV[4] == '1') and '1' or '0'
-local fs, js = string.format('%.10g', f), string.format('%.10g', j)
-redis.call('HSET', key, 'f', fs, 'j', js, 'every', every)
+redis.call('HSET', key, 'f', fs, 'j', js, 'every', every, 'kh', folded(4, ARGV[6]),
+           'km', folded(5, ARGV[7]), 'gh', folded(6, ARGV[8]), 'gm', folded(7, ARGV[9]))
 redis.call('PEXPIRE', key, ARGV[5])
+
+local cap = tonumber(ARGV[10]) or 0
+if #ARGV > 10 and cap > 0 then
+  local known = KEYS[1] .. 'known'
+  local function generation(k) return tonumber(redis.call('HGET', known, k)) end
+  local function exists(k)
+    local g = generation(k)
+    if g == nil or g % 2 == 0 then
+      g = (g or 0) + 1
+      redis.call('HSET', known, k, g)
+    end
+    return g
+  end
+  for i = 11, #ARGV do
+    local fact = ARGV[i]
+    local kind, rest = string.sub(fact, 1, 1), string.sub(fact, 3)
+    if kind == 'e' then
+      exists(rest)
+    elseif kind == 'a' then
+      local g = generation(rest)
+      if g == nil then
+        redis.call('HSET', known, rest, 0)
+      elseif g % 2 == 1 then
+        redis.call('HSET', known, rest, g + 1)
+      end
+    elseif kind == 'l' then
+      local a = string.find(rest, ' ', 1, true)
+      local b = string.find(rest, ' ', a + 1, true)
+      local from, to = string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)
+      local gf, gt = exists(from), exists(to)
+      redis.call('HSET', known, string.sub(rest, 1, a - 1), string.format('%d:%d', gf, gt))
+    elseif kind == 'd' then
+      redis.call('HSET', known, rest, '-')
+    end
+  end
+  if redis.call('HLEN', known) > cap then
+    redis.call('DEL', known)
+  else
+    redis.call('PEXPIRE', known, ARGV[5])
+  end
+end
 return {fs, js, every}

@@ -1,0 +1,188 @@
+"""Foresight: what planning expects to be refused, from what the source's answers said exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from api_client.models import Action, ErrorType
+from tests.unit.domain.factories import SOURCE, rel, res
+from worker.domain.foresight import (
+    Foresight,
+    ForesightCounts,
+    ForesightPolicy,
+    KeyState,
+    Prior,
+)
+from worker.domain.keys import RelationshipKey, ResourceKey, key_of
+from worker.domain.plan import Plan, PlanCaps, plan_bundles
+
+P1 = ResourceKey(SOURCE, "provider", "p1")
+O1 = ResourceKey(SOURCE, "office", "o1")
+LINK = RelationshipKey(SOURCE, "works-at", "office", "o1", "provider", "p1")
+
+
+def trusting(known: dict[str, str] | None = None) -> Foresight:
+    """Foresight over `known` with both kinds of expectation trusted."""
+    return Foresight(known=known or {}, isolate_known=True, isolate_guess=True)
+
+
+def test_a_resource_generation_says_whether_it_exists() -> None:
+    sight = Foresight(known={str(P1): "3", str(O1): "2"})
+    assert sight.state(P1) is KeyState.EXISTS
+    assert sight.state(O1) is KeyState.ABSENT
+    assert sight.state(ResourceKey(SOURCE, "provider", "p2")) is KeyState.UNSEEN
+
+
+def test_a_held_key_is_taken_as_its_unfinished_operation_leaves_it() -> None:
+    sight = Foresight(known={str(P1): "3"}, held={str(P1): "DELETE", str(O1): "UPSERT"})
+    assert sight.state(P1) is KeyState.ABSENT
+    assert sight.state(O1) is KeyState.EXISTS
+
+
+def test_a_relationship_exists_only_while_its_ends_are_the_ones_it_was_written_with() -> None:
+    both = {str(O1): "1", str(P1): "3"}
+    assert Foresight(known={**both, str(LINK): "1:3"}).state(LINK) is KeyState.EXISTS
+    # the provider was deleted and created again since (generation 5): the link went with it
+    recreated = {str(O1): "1", str(P1): "5", str(LINK): "1:3"}
+    assert Foresight(known=recreated).state(LINK) is KeyState.ABSENT
+    # an end deleted or created by an unfinished bundle takes it away too
+    assert (
+        Foresight(known={**both, str(LINK): "1:3"}, held={str(P1): "CREATE"}).state(LINK)
+        is KeyState.ABSENT
+    )
+    assert Foresight(known={**both, str(LINK): "-"}).state(LINK) is KeyState.ABSENT
+    assert Foresight(known=both).state(LINK) is KeyState.UNSEEN
+
+
+def test_an_unreadable_value_counts_as_never_seen() -> None:
+    assert Foresight(known={str(P1): "x"}).state(P1) is KeyState.UNSEEN
+    assert Foresight(known={str(LINK): "1"}).state(LINK) is KeyState.UNSEEN
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "ends", "expected"),
+    [
+        (Action.CREATE, KeyState.EXISTS, (), (Prior.KNOWN, ErrorType.ALREADY_EXISTS)),
+        (Action.CREATE, KeyState.UNSEEN, (), None),
+        (Action.UPSERT, KeyState.EXISTS, (), None),
+        (Action.UPSERT, KeyState.ABSENT, (), None),
+        (Action.DELETE, KeyState.ABSENT, (), (Prior.KNOWN, ErrorType.NOT_FOUND)),
+        (Action.DELETE, KeyState.UNSEEN, (), (Prior.GUESS, ErrorType.NOT_FOUND)),
+        (Action.DELETE, KeyState.EXISTS, (), None),
+        (
+            Action.UPSERT,
+            KeyState.UNSEEN,
+            (KeyState.EXISTS, KeyState.ABSENT),
+            (Prior.KNOWN, ErrorType.FAILED_PRECONDITION),
+        ),
+        (
+            Action.CREATE,
+            KeyState.UNSEEN,
+            (KeyState.UNSEEN, KeyState.EXISTS),
+            (Prior.GUESS, ErrorType.FAILED_PRECONDITION),
+        ),
+        (
+            Action.DELETE,
+            KeyState.UNSEEN,
+            (KeyState.ABSENT, KeyState.EXISTS),
+            (Prior.KNOWN, ErrorType.NOT_FOUND),
+        ),
+        (Action.UPSERT, KeyState.UNSEEN, (KeyState.EXISTS, KeyState.EXISTS), None),
+    ],
+)
+def test_expectations(
+    action: Action,
+    state: KeyState,
+    ends: tuple[KeyState, ...],
+    expected: tuple[Prior, ErrorType] | None,
+) -> None:
+    key = LINK if ends else P1
+    found = Foresight().expect(key, action, state, ends)
+    assert (None if found is None else (found.prior, found.error)) == expected
+
+
+def test_known_starts_trusted_and_guess_must_earn_it() -> None:
+    policy = ForesightPolicy(min_precision=0.5)
+    fresh = ForesightCounts()
+    assert fresh.isolates(Prior.KNOWN, policy)
+    assert not fresh.isolates(Prior.GUESS, policy)
+    earned = ForesightCounts(guess_hits=2.0)
+    assert earned.isolates(Prior.GUESS, policy)
+    wrong = ForesightCounts(known_hits=1.0, known_misses=3.0)
+    assert not wrong.isolates(Prior.KNOWN, policy)
+    assert not ForesightCounts().isolates(Prior.KNOWN, ForesightPolicy(enabled=False))
+
+
+def test_policy_refuses_a_precision_out_of_range() -> None:
+    with pytest.raises(ValueError, match="min_precision"):
+        ForesightPolicy(min_precision=0)
+
+
+def _bundles_of(plan: Plan) -> list[list[str]]:
+    return [[e for op in b.ops for e in op.event_ids] for b in plan.bundles]
+
+
+def test_an_operation_expected_to_fail_travels_alone_and_takes_no_later_event() -> None:
+    known = {str(P1): "1"}
+    events = [
+        res("UPSERT", "office", "o1", eid="a"),
+        res("CREATE", "provider", "p1", eid="b"),  # p1 exists: refused ALREADY_EXISTS
+        res("UPSERT", "provider", "p1", eid="c"),  # applies one by one: must not merge into b
+        res("UPSERT", "provider", "p2", eid="d"),
+    ]
+    plan = plan_bundles(events, foresight=trusting(known))
+    bundles = _bundles_of(plan)
+    assert ["b"] in bundles
+    assert next(i for i, b in enumerate(bundles) if "c" in b) > bundles.index(["b"])
+    alone = next(b for b in plan.bundles if b.event_ids == ("b",))
+    assert alone.isolated
+    assert alone.ops[0].prior is Prior.KNOWN
+    assert alone.ops[0].expected_error is ErrorType.ALREADY_EXISTS
+
+
+def test_an_untrusted_kind_is_marked_but_not_isolated() -> None:
+    events = [res("UPSERT", "provider", "p2", eid="a"), res("DELETE", "provider", "p9", eid="b")]
+    plan = plan_bundles(events, foresight=Foresight(isolate_known=True, isolate_guess=False))
+    assert _bundles_of(plan) == [["a", "b"]]
+    (op,) = [op for op in plan.ops if op.event_ids == ("b",)]
+    assert op.prior is Prior.GUESS
+    assert op.expected_error is None
+    trusted = plan_bundles(events, foresight=trusting())
+    assert _bundles_of(trusted) == [["a"], ["b"]]
+
+
+def test_an_end_written_earlier_in_the_round_counts_as_that_write_leaves_it() -> None:
+    events = [
+        res("UPSERT", "provider", "p1", eid="a"),
+        rel("CREATE", frm=("office", "o1"), to=("provider", "p1"), eid="b"),
+        res("DELETE", "office", "o2", eid="c"),
+        rel("UPSERT", frm=("office", "o2"), to=("provider", "p1"), eid="d"),
+    ]
+    known = {str(O1): "1", str(ResourceKey(SOURCE, "office", "o2")): "1"}
+    plan = plan_bundles(events, foresight=trusting(known))
+    priors = {op.event_ids: op.prior for op in plan.ops}
+    assert priors[("b",)] is None  # o1 known, p1 written just before
+    assert priors[("d",)] is Prior.KNOWN  # o2 deleted just before
+    assert priors[("c",)] is None
+
+
+def test_a_relationship_recreated_after_its_end_is_deleted_and_created_again_is_no_conflict() -> (
+    None
+):
+    known = {str(O1): "1", str(P1): "1", str(LINK): "1:1"}
+    events = [
+        res("DELETE", "provider", "p1", eid="a"),
+        res("CREATE", "provider", "p1", eid="b"),
+        rel("CREATE", frm=("office", "o1"), to=("provider", "p1"), eid="c"),
+    ]
+    plan = plan_bundles(events, foresight=trusting(known))
+    assert all(op.prior is None for op in plan.ops)
+    assert not any(b.isolated for b in plan.bundles)
+    assert key_of(events[2]) == LINK
+
+
+def test_without_foresight_nothing_is_expected() -> None:
+    events = [res("DELETE", "provider", "p9", eid="a"), res("UPSERT", "provider", "p2", eid="b")]
+    plan = plan_bundles(events, caps=PlanCaps())
+    assert all(op.prior is None for op in plan.ops)
+    assert _bundles_of(plan) == [["a", "b"]]

@@ -1,0 +1,214 @@
+"""Foresight: the refusals planning can expect from what the Registry's answers already said.
+
+Why: a bundle is atomic, so one operation that fails on its own (a CREATE of an id that exists,
+a DELETE of a missing one, a relationship to a missing end) cancels every operation beside it,
+and a Registry that names only the first failure makes a bundle holding k of them cost k
+refusals in a row, each a round trip and a re-planning of the rest. An operation expected to
+fail travels in a bundle of its own instead (`PlanCaps.isolate_expected_failures`): one request,
+which cancels nobody.
+
+What the pipeline knows (`ingest:{sk}:known`, updated with each recorded answer, see
+`domain.lessons`): which resources exist (an applied CREATE or UPSERT, a CREATE refused
+ALREADY_EXISTS, an applied relationship on them) and which do not (an applied DELETE, a DELETE
+refused NOT_FOUND), as a generation per resource, odd while it exists; and per relationship the
+generations of its ends when it was last written, so a resource deleted and created again takes
+its old relationships out of what is known (the Registry deletes them with it). A key held by an
+unfinished bundle is taken as that bundle's operation leaves it, and a key written earlier in
+the same round as that write leaves it.
+
+Two kinds of expectation (`Prior`):
+- KNOWN: the operation contradicts what is known: a CREATE of an entity known to exist, a
+  DELETE of one known absent, a relationship written to an end known absent.
+- GUESS: the operation needs an entity the pipeline has never seen: a DELETE of it, a
+  relationship to it. Right where the source's records were all written through the pipeline;
+  wrong where the Registry held records before it.
+
+Each kind is acted on only while the source's answers bear it out: every recorded operation that
+carried an expectation counts a hit (refused on its own) or a miss (applied), weighted like the
+refusal rate, and a kind isolates while its precision, `(hits + a) / (hits + misses + a + b)`,
+is at least `min_precision`. KNOWN starts trusted (a = 1, b = 0); GUESS must earn it (a = 0,
+b = 1). An expectation only places operations: it never decides an outcome. A wrong one costs
+one request (the operation alone), a missed one the refusal it would have cost anyway.
+Pure: no Redis, no Celery, no HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Final
+
+from api_client.models import Action, ErrorType
+from worker.domain.keys import EntityKey, RelationshipKey
+
+__all__ = [
+    "ABSENT_RELATIONSHIP",
+    "Expectation",
+    "Foresight",
+    "ForesightCounts",
+    "ForesightPolicy",
+    "KeyState",
+    "Prior",
+    "end_error",
+]
+
+ABSENT_RELATIONSHIP: Final = "-"
+"""The stored value of a relationship known not to exist (deleted, or refused NOT_FOUND)."""
+
+
+class Prior(StrEnum):
+    """Why an operation is expected to fail (the layout stores the value)."""
+
+    KNOWN = "k"
+    GUESS = "g"
+
+
+class KeyState(Enum):
+    """What the pipeline knows of an entity at planning time."""
+
+    EXISTS = "exists"
+    ABSENT = "absent"
+    UNSEEN = "unseen"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The refusal an operation is expected to meet, and on what ground."""
+
+    prior: Prior
+    error: ErrorType
+
+
+def end_error() -> ErrorType:
+    """The error of a relationship written to a missing end (the emulator's, docs/emulator.md)."""
+    return ErrorType.FAILED_PRECONDITION
+
+
+@dataclass(frozen=True)
+class ForesightPolicy:
+    """When a kind of expectation isolates operations (all settings)."""
+
+    enabled: bool = True
+    min_precision: float = 0.5
+    """Isolate while at least this share of the kind's operations was refused: isolating one
+    that applies costs one request, leaving one that fails in a bundle at least one refusal."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_precision <= 1:
+            raise ValueError("ForesightPolicy.min_precision: must be in (0, 1]")
+
+
+_PSEUDO: Final = {Prior.KNOWN: (1.0, 0.0), Prior.GUESS: (0.0, 1.0)}
+"""Per kind: (hits, misses) counted before any answer: KNOWN trusted, GUESS not yet."""
+
+
+@dataclass(frozen=True)
+class ForesightCounts:
+    """A source's weighted hits and misses per kind of expectation."""
+
+    known_hits: float = 0.0
+    known_misses: float = 0.0
+    guess_hits: float = 0.0
+    guess_misses: float = 0.0
+
+    def precision(self, prior: Prior) -> float:
+        """The kind's share of refused operations, with its starting counts."""
+        a, b = _PSEUDO[prior]
+        if prior is Prior.KNOWN:
+            hits, misses = self.known_hits, self.known_misses
+        else:
+            hits, misses = self.guess_hits, self.guess_misses
+        return (hits + a) / (hits + misses + a + b)
+
+    def isolates(self, prior: Prior, policy: ForesightPolicy) -> bool:
+        """Whether operations with this kind of expectation travel alone now."""
+        return policy.enabled and self.precision(prior) >= policy.min_precision
+
+
+_WRITES: Final = frozenset({Action.CREATE, Action.UPSERT})
+
+
+def _generation(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None  # unreadable: as if never seen (placement only)
+
+
+@dataclass(frozen=True)
+class Foresight:
+    """What one planning round knows: stored values, keys held by unfinished bundles, and which
+    kinds of expectation isolate. An operation expected to fail is marked with its kind
+    (`PlannedOp.prior`) whether or not that kind isolates: its answer is how the kind is judged."""
+
+    known: Mapping[str, str] = field(default_factory=dict)
+    """Entity key -> its stored value: a resource's generation, a relationship's ends'."""
+    held: Mapping[str, str] = field(default_factory=dict)
+    """Entity key -> the action of the unfinished bundle's operation that writes it."""
+    isolate_known: bool = False
+    isolate_guess: bool = False
+
+    def isolates(self, prior: Prior) -> bool:
+        """Whether an operation with this kind of expectation goes alone."""
+        return self.isolate_known if prior is Prior.KNOWN else self.isolate_guess
+
+    def _held_state(self, key: str) -> KeyState | None:
+        action = self.held.get(key)
+        if action is None:
+            return None
+        return KeyState.ABSENT if action == Action.DELETE.value else KeyState.EXISTS
+
+    def state(self, key: EntityKey) -> KeyState:
+        """The entity's state before this round's operations on it."""
+        name = str(key)
+        held = self._held_state(name)
+        if held is not None:
+            return held
+        raw = self.known.get(name)
+        if raw is None:
+            return KeyState.UNSEEN
+        if isinstance(key, RelationshipKey):
+            return self._relationship_state(key, raw)
+        generation = _generation(raw)
+        if generation is None:
+            return KeyState.UNSEEN
+        return KeyState.EXISTS if generation % 2 else KeyState.ABSENT
+
+    def _relationship_state(self, key: RelationshipKey, raw: str) -> KeyState:
+        if raw == ABSENT_RELATIONSHIP:
+            return KeyState.ABSENT
+        stored = raw.split(":")
+        if len(stored) != 2:
+            return KeyState.UNSEEN
+        for end, written in zip(key.endpoints, stored, strict=True):
+            name = str(end)
+            if self.held.get(name) in (Action.DELETE.value, Action.CREATE.value):
+                return KeyState.ABSENT  # its end goes (or went) away: so does the relationship
+            now = _generation(self.known.get(name))
+            if now is None or str(now) != written or not now % 2:
+                return KeyState.ABSENT
+        return KeyState.EXISTS
+
+    def expect(
+        self, key: EntityKey, action: Action, state: KeyState, ends: tuple[KeyState, ...]
+    ) -> Expectation | None:
+        """The refusal an operation `action` on `key` should meet, given the entity's state and
+        (for a relationship) its ends' states; None when it should apply."""
+        if ends and action in _WRITES:
+            if KeyState.ABSENT in ends:
+                return Expectation(Prior.KNOWN, end_error())
+            if KeyState.UNSEEN in ends:
+                return Expectation(Prior.GUESS, end_error())
+        if ends and action is Action.DELETE and KeyState.ABSENT in ends:
+            return Expectation(Prior.KNOWN, ErrorType.NOT_FOUND)
+        if action is Action.CREATE and state is KeyState.EXISTS:
+            return Expectation(Prior.KNOWN, ErrorType.ALREADY_EXISTS)
+        if action is Action.DELETE:
+            if state is KeyState.ABSENT:
+                return Expectation(Prior.KNOWN, ErrorType.NOT_FOUND)
+            if state is KeyState.UNSEEN:
+                return Expectation(Prior.GUESS, ErrorType.NOT_FOUND)
+        return None
