@@ -154,11 +154,11 @@ class IngestSettings(BaseSettings):
     """Failures expected in the rest of a refused bundle (rate x operations left) at or above
     which it goes as bulk requests."""
     foresight: bool = True
-    """Whether planning gives an operation expected to fail a bundle of its own, from what the
-    source's answers said exists (docs/pipeline.md, "Foresight")."""
-    foresight_min_precision: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    """Whether planning sets operations expected to fail apart, in bundles of their own kind,
+    from what the source's answers said exists (docs/pipeline.md, "Foresight")."""
+    foresight_min_precision: float = Field(default=0.2, gt=0, le=1, allow_inf_nan=False)
     """Share of a kind of expectation's operations that must have been refused for that kind to
-    isolate operations."""
+    set operations apart."""
     foresight_known_max: int = Field(default=1_000_000, ge=1)
     """The most entities a source's foresight remembers; past it, it forgets them all and
     learns again (placement only: nothing is lost but a few refusals' worth of requests)."""

@@ -3,9 +3,9 @@
 Why: a bundle is atomic, so one operation that fails on its own (a CREATE of an id that exists,
 a DELETE of a missing one, a relationship to a missing end) cancels every operation beside it,
 and a Registry that names only the first failure makes a bundle holding k of them cost k
-refusals in a row, each a round trip and a re-planning of the rest. An operation expected to
-fail travels in a bundle of its own instead (`PlanCaps.isolate_expected_failures`): one request,
-which cancels nobody.
+refusals in a row, each a round trip and a re-planning of the rest. Operations expected to fail
+travel in bundles of their own kind instead (`plan.foreseen`): their refusal cancels nothing
+that would have applied, and the rest of the round's bundles apply at once.
 
 What the pipeline knows (`ingest:{sk}:known`, updated with each recorded answer, see
 `domain.lessons`): which resources exist (an applied CREATE or UPSERT, a CREATE refused
@@ -25,10 +25,12 @@ Two kinds of expectation (`Prior`):
 
 Each kind is acted on only while the source's answers bear it out: every recorded operation that
 carried an expectation counts a hit (refused on its own) or a miss (applied), weighted like the
-refusal rate, and a kind isolates while its precision, `(hits + a) / (hits + misses + a + b)`,
-is at least `min_precision`. KNOWN starts trusted (a = 1, b = 0); GUESS must earn it (a = 0,
-b = 1). An expectation only places operations: it never decides an outcome. A wrong one costs
-one request (the operation alone), a missed one the refusal it would have cost anyway.
+refusal rate, and a kind sets operations apart while its precision, `(hits + a) / (hits + misses
++ a + b)`, is at least `min_precision`. KNOWN starts sure (a = 1, b = 0), GUESS undecided
+(a = 1, b = 1): a source whose Registry held records before the pipeline stops guessing after a
+few applied guesses. An expectation only places operations: it never decides an outcome. A wrong
+one costs at most one request a round (the bundle it went in apart), a missed one the refusal it
+would have cost anyway.
 Pure: no Redis, no Celery, no HTTP.
 """
 
@@ -90,17 +92,18 @@ class ForesightPolicy:
     """When a kind of expectation isolates operations (all settings)."""
 
     enabled: bool = True
-    min_precision: float = 0.5
-    """Isolate while at least this share of the kind's operations was refused: isolating one
-    that applies costs one request, leaving one that fails in a bundle at least one refusal."""
+    min_precision: float = 0.2
+    """Set a kind's operations apart while at least this share of them was refused: set apart
+    wrongly, a round's guesses cost one bundle more; left among others, each failure costs a
+    refusal and a re-sending of its neighbours."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_precision <= 1:
             raise ValueError("ForesightPolicy.min_precision: must be in (0, 1]")
 
 
-_PSEUDO: Final = {Prior.KNOWN: (1.0, 0.0), Prior.GUESS: (0.0, 1.0)}
-"""Per kind: (hits, misses) counted before any answer: KNOWN trusted, GUESS not yet."""
+_PSEUDO: Final = {Prior.KNOWN: (1.0, 0.0), Prior.GUESS: (1.0, 1.0)}
+"""Per kind: (hits, misses) counted before any answer: KNOWN sure, GUESS undecided."""
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ class PlanCaps:
     max_operations: int = 500
     max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     isolate_expected_failures: bool = True
-    """Give an operation the table expects to fail a bundle of its own, so it cancels nobody."""
+    """Give an operation the table expects to fail a bundle of its own, and operations foresight
+    expects to fail bundles of their kind (`foreseen`), so that they cancel nobody."""
     separate_merged_deletes: bool = True
     """Send merged `UPSERT+ DELETE` operations in bundles of their own kind (`may_fail`)."""
     target_operations: int | None = None
@@ -129,6 +130,18 @@ class Plan:
         return tuple(op for bundle in self.bundles for op in bundle.ops)
 
 
+def foreseen(unit: Unit) -> bool:
+    """Whether foresight expects the unit to fail (`domain.foresight`, a trusted kind).
+
+    Such units share bundles only with each other: a refusal then cancels nothing that would
+    have applied, and one bundle carries a round's expected failures, where a bundle each would
+    cost a request each. A Registry that names every failure refuses such a bundle once; one
+    that names only the first sends the rest again, as bulk requests when it holds several
+    (`domain.refusals.rest_goes_bulk`).
+    """
+    return len(unit.ops) == 1 and unit.ops[0].prior is not None and unit.expected_error is not None
+
+
 def may_fail(unit: Unit) -> bool:
     """Whether a unit holds a merged `UPSERT+ DELETE`: refused NOT_FOUND (then unmerged) when the
     entity did not exist before the first UPSERT, which only the Registry knows.
@@ -150,6 +163,7 @@ class _Bin:
     size: int = EMPTY_BUNDLE_BYTES
     isolated: bool = False
     risky: bool = False
+    foreseen: bool = False
 
     @property
     def count(self) -> int:
@@ -213,14 +227,19 @@ def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Reje
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
             floor_of[index] = floor
             continue
-        isolate = caps.isolate_expected_failures and unit.expected_error is not None
+        apart = caps.isolate_expected_failures and foreseen(unit)
+        isolate = caps.isolate_expected_failures and unit.expected_error is not None and not apart
         chosen = None
         if not isolate:
-            candidates = (b for b in range(floor, len(bins)) if bins[b].risky == risky)
+            candidates = (
+                b
+                for b in range(floor, len(bins))
+                if bins[b].risky == risky and bins[b].foreseen == apart
+            )
             chosen = next((b for b in candidates if bins[b].fits(unit.ops, caps)), None)
         if chosen is None:
             chosen = len(bins)
-            bins.append(_Bin(risky=risky))
+            bins.append(_Bin(risky=risky, foreseen=apart))
         bins[chosen].add(unit.ops)
         bins[chosen].isolated = isolate
         bin_of[index] = chosen

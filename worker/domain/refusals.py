@@ -9,7 +9,12 @@ reported at once and costs no extra request. A bulk request costs more than a bu
 nothing fails (it is answered with a task to poll, and holds one kind of operation), so the rest
 of a refused bundle goes as bulk requests only when it is expected to hold several more failures:
 
-    expected = rate * operations left,   bulk when expected >= `RefusalPolicy.bulk_expected`
+    expected = foreseen + rate * other operations left,
+    bulk when expected >= `RefusalPolicy.bulk_expected`
+
+where `foreseen` sums, over the operations left that foresight expected to fail
+(`domain.foresight`, a kind it trusts), that kind's precision: a bundle of a round's expected
+failures (`plan.foreseen`) refused for its first one goes again as bulk requests at once.
 
 The rate is the source's operations refused on their own per operation recorded for good
 (applied, coalesced or dead-lettered: each operation counts once, when its fate is final, not
@@ -24,8 +29,10 @@ Pure: no Redis, no Celery, no HTTP (the state lives in `worker.store.refusals`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from worker.domain.foresight import ForesightCounts, ForesightPolicy, Prior
 from worker.domain.outcomes import OpRef, Outcomes, refused_on_its_own
 
 __all__ = [
@@ -64,11 +71,12 @@ class RefusalPolicy:
 @dataclass(frozen=True)
 class RefusalState:
     """A source's weighted counts: refusals, operations judged, and whether its Registry has
-    shown that it reports every failing operation of a refused bundle."""
+    shown that it reports every failing operation of a refused bundle; and foresight's."""
 
     failures: float = 0.0
     judged: float = 0.0
     every: bool = False
+    foresight: ForesightCounts = field(default_factory=ForesightCounts)
 
     @property
     def rate(self) -> float:
@@ -133,14 +141,23 @@ def rest_goes_bulk(
     state: RefusalState,
     seen: Observation,
     *,
-    rest_operations: int,
+    rest: Sequence[Prior | None],
     policy: RefusalPolicy,
+    foresight: ForesightPolicy | None = None,
 ) -> bool:
-    """Whether the rest of a refused bundle (`rest_operations` left to send) goes as bulk
-    requests: the refusal named one failure, the Registry has not shown that it names them all,
-    the rate is trusted, and the rest is expected to hold `bulk_expected` failures or more."""
+    """Whether the rest of a refused bundle (`rest`: what foresight expected of each operation
+    left to send) goes as bulk requests: the refusal named one failure, the Registry has not
+    shown that it names them all, and the rest is expected to hold `bulk_expected` failures or
+    more (the rate counts only once trusted)."""
     if not policy.enabled or seen.failures != 1 or state.every:
         return False
-    if state.failures < policy.min_failures:
-        return False
-    return state.rate * rest_operations >= policy.bulk_expected
+    expected = 0.0
+    plain = 0
+    for prior in rest:
+        if prior is not None and foresight and state.foresight.isolates(prior, foresight):
+            expected += state.foresight.precision(prior)
+        else:
+            plain += 1
+    if state.failures >= policy.min_failures:
+        expected += state.rate * plain
+    return expected >= policy.bulk_expected

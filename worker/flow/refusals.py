@@ -14,8 +14,10 @@ from __future__ import annotations
 import structlog
 
 from worker.domain.bulk import BulkRequestPlan
+from worker.domain.events import Target
 from worker.domain.lessons import lesson_of
-from worker.domain.outcomes import Outcomes
+from worker.domain.ops import PlannedOp
+from worker.domain.outcomes import OpRef, Outcomes
 from worker.domain.refusals import observe, rest_goes_bulk
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable
@@ -24,6 +26,11 @@ from worker.store.refusals import RefusalStats
 __all__ = ["note_answer"]
 
 _log = structlog.get_logger("worker.pipeline")
+
+
+def _op_at(plan: Sendable, ref: OpRef) -> PlannedOp:
+    ops = plan.resource_ops if ref.target is Target.RESOURCE else plan.relationship_ops
+    return ops[ref.index]
 
 
 def note_answer(
@@ -48,14 +55,17 @@ def note_answer(
     )
     if bulk_request:
         return False
-    rest = len({o.op for o in outcomes.outcomes if not o.is_final and o.op is not None})
-    bulk = rest_goes_bulk(state, seen, rest_operations=rest, policy=policy)
+    left = {o.op for o in outcomes.outcomes if not o.is_final and o.op is not None}
+    rest = [_op_at(plan, ref).prior for ref in left]
+    bulk = rest_goes_bulk(
+        state, seen, rest=rest, policy=policy, foresight=settings.foresight_policy()
+    )
     if bulk:
         _log.info(
             "bundle.rest_as_bulk",
             source=source,
             bundle=bundle_id,
-            operations=rest,
+            operations=len(rest),
             rate=round(state.rate, 5),
         )
     return bulk

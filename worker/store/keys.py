@@ -203,6 +203,16 @@ class SourceKeys:
         return self._key(STATS)
 
     @property
+    def refusals(self) -> str:
+        """The refusal rate and foresight's hits and misses (hash, `refusals_key`)."""
+        return self._key(REFUSALS)
+
+    @property
+    def known(self) -> str:
+        """What the source's answers said exists (hash, `worker/domain/foresight.py`)."""
+        return self._key(KNOWN)
+
+    @property
     def dlq(self) -> str:
         """The source's dead letters (stream)."""
         return self._key(DLQ)
@@ -246,8 +256,14 @@ REFUSALS: Final = "refusals"
 
 
 def refusals_key(source: str) -> str:
-    """The source's weighted refusals and operations judged (hash `f`, `j`, `every`)."""
+    """The source's weighted refusals and operations judged (hash `f`, `j`, `every`), and
+    foresight's hits and misses (`kh`, `km`, `gh`, `gm`)."""
     return prefix(source) + REFUSALS
+
+
+KNOWN: Final = "known"
+"""Suffix of what a source's answers said exists (hash: entity key -> generation, or a
+relationship's ends' generations; results TTL after its last write)."""
 
 
 PROFILE_VERSIONS: Final = "pv"

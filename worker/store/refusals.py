@@ -10,6 +10,7 @@ quiet (they are statistics and placement hints, never work).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache, cached_property
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -102,9 +103,20 @@ class RefusalStats:
         if known_cap > 0:
             args += encode_facts(lesson)
         reply = self._script(keys=[keys.prefix(source)], args=args)
-        return RefusalState(_number(reply[0]), _number(reply[1]), text(reply[2]) == "1")
+        return _state(reply)
 
     def state(self, source: str) -> RefusalState:
         """The source's state as stored (zero when none)."""
-        f, j, every = self.client.hmget(keys.refusals_key(source), ["f", "j", "every"])
-        return RefusalState(_number(f or 0), _number(j or 0), text(every or "") == "1")
+        fields = ["f", "j", "every", "kh", "km", "gh", "gm"]
+        return _state(self.client.hmget(keys.refusals_key(source), fields))
+
+
+def _state(raw: Sequence[object]) -> RefusalState:
+    """f, j, every, kh, km, gh, gm as stored (missing ones zero)."""
+    f, j, every = raw[0], raw[1], raw[2]
+    return RefusalState(
+        _number(f or 0),
+        _number(j or 0),
+        text(every or "") == "1",
+        decode_foresight_counts(list(raw[3:7])),
+    )

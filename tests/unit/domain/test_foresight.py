@@ -101,14 +101,17 @@ def test_expectations(
     assert (None if found is None else (found.prior, found.error)) == expected
 
 
-def test_known_starts_trusted_and_guess_must_earn_it() -> None:
-    policy = ForesightPolicy(min_precision=0.5)
+def test_known_starts_sure_and_guess_stops_after_a_few_applied_guesses() -> None:
+    policy = ForesightPolicy(min_precision=0.2)
     fresh = ForesightCounts()
+    assert fresh.precision(Prior.KNOWN) == 1.0
+    assert fresh.precision(Prior.GUESS) == 0.5
     assert fresh.isolates(Prior.KNOWN, policy)
-    assert not fresh.isolates(Prior.GUESS, policy)
-    earned = ForesightCounts(guess_hits=2.0)
-    assert earned.isolates(Prior.GUESS, policy)
-    wrong = ForesightCounts(known_hits=1.0, known_misses=3.0)
+    assert fresh.isolates(Prior.GUESS, policy)
+    assert ForesightCounts(guess_misses=3.0).isolates(Prior.GUESS, policy)  # 1/5
+    assert not ForesightCounts(guess_misses=4.0).isolates(Prior.GUESS, policy)  # 1/6
+    assert ForesightCounts(guess_hits=2.0, guess_misses=4.0).isolates(Prior.GUESS, policy)
+    wrong = ForesightCounts(known_hits=0.0, known_misses=5.0)
     assert not wrong.isolates(Prior.KNOWN, policy)
     assert not ForesightCounts().isolates(Prior.KNOWN, ForesightPolicy(enabled=False))
 
@@ -122,25 +125,39 @@ def _bundles_of(plan: Plan) -> list[list[str]]:
     return [[e for op in b.ops for e in op.event_ids] for b in plan.bundles]
 
 
-def test_an_operation_expected_to_fail_travels_alone_and_takes_no_later_event() -> None:
+def test_operations_expected_to_fail_share_bundles_of_their_own_kind() -> None:
     known = {str(P1): "1"}
     events = [
         res("UPSERT", "office", "o1", eid="a"),
         res("CREATE", "provider", "p1", eid="b"),  # p1 exists: refused ALREADY_EXISTS
         res("UPSERT", "provider", "p1", eid="c"),  # applies one by one: must not merge into b
         res("UPSERT", "provider", "p2", eid="d"),
+        res("DELETE", "provider", "p9", eid="e"),  # never seen: a guess
     ]
     plan = plan_bundles(events, foresight=trusting(known))
     bundles = _bundles_of(plan)
-    assert ["b"] in bundles
-    assert next(i for i, b in enumerate(bundles) if "c" in b) > bundles.index(["b"])
-    alone = next(b for b in plan.bundles if b.event_ids == ("b",))
+    assert ["b", "e"] in bundles
+    assert next(i for i, b in enumerate(bundles) if "c" in b) > bundles.index(["b", "e"])
+    apart = next(b for b in plan.bundles if b.event_ids == ("b", "e"))
+    assert not apart.isolated
+    assert [op.prior for op in apart.ops] == [Prior.KNOWN, Prior.GUESS]
+    assert apart.ops[0].expected_error is ErrorType.ALREADY_EXISTS
+    assert [b for b in bundles if "a" in b] == [["a", "d"]]
+
+
+def test_the_table_still_isolates_what_it_expects_to_fail() -> None:
+    events = [
+        res("CREATE", "provider", "p3", eid="a"),
+        res("CREATE", "provider", "p3", eid="b"),  # the table: ALREADY_EXISTS
+        res("DELETE", "provider", "p9", eid="c"),
+    ]
+    plan = plan_bundles(events, foresight=trusting())
+    alone = next(b for b in plan.bundles if "b" in b.event_ids)
     assert alone.isolated
-    assert alone.ops[0].prior is Prior.KNOWN
-    assert alone.ops[0].expected_error is ErrorType.ALREADY_EXISTS
+    assert alone.event_ids == ("b",)
 
 
-def test_an_untrusted_kind_is_marked_but_not_isolated() -> None:
+def test_an_untrusted_kind_is_marked_but_not_set_apart() -> None:
     events = [res("UPSERT", "provider", "p2", eid="a"), res("DELETE", "provider", "p9", eid="b")]
     plan = plan_bundles(events, foresight=Foresight(isolate_known=True, isolate_guess=False))
     assert _bundles_of(plan) == [["a", "b"]]

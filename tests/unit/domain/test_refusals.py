@@ -7,6 +7,7 @@ import pytest
 from api_client.models import ErrorBody
 from worker.domain.coalesce import Fate
 from worker.domain.events import Target
+from worker.domain.foresight import ForesightCounts, ForesightPolicy, Prior
 from worker.domain.outcomes import UNMERGED_WHEN_CANCELLED, EventOutcome, OpRef, Outcomes
 from worker.domain.refusals import (
     Observation,
@@ -97,7 +98,7 @@ def test_a_source_that_stops_refusing_drops_below_any_threshold() -> None:
         state = fold(state, Observation(0, 500), halflife_ops=policy.halflife_ops)
     seen = Observation(1, 1)
 
-    assert not rest_goes_bulk(state, seen, rest_operations=500, policy=policy)
+    assert not rest_goes_bulk(state, seen, rest=[None] * 500, policy=policy)
 
 
 @pytest.mark.parametrize(
@@ -120,13 +121,29 @@ def test_a_source_that_stops_refusing_drops_below_any_threshold() -> None:
 def test_the_rest_goes_as_bulk_requests_only_when_it_is_expected_to_hold_several_failures(
     state: RefusalState, seen: Observation, rest: int, bulk: bool
 ) -> None:
-    assert rest_goes_bulk(state, seen, rest_operations=rest, policy=RefusalPolicy()) is bulk
+    assert rest_goes_bulk(state, seen, rest=[None] * rest, policy=RefusalPolicy()) is bulk
+
+
+def test_a_rest_of_foreseen_failures_goes_bulk_before_any_rate_is_trusted() -> None:
+    state = RefusalState(1, 1)  # one refusal: no rate yet
+    seen = Observation(1, 1)
+    foresight = ForesightPolicy()
+    foreseen = [Prior.KNOWN] * 3 + [Prior.GUESS] * 6  # 3 x 1.0 + 6 x 0.5
+    assert rest_goes_bulk(state, seen, rest=foreseen, policy=RefusalPolicy(), foresight=foresight)
+    assert not rest_goes_bulk(
+        state, seen, rest=foreseen[:5], policy=RefusalPolicy(), foresight=foresight
+    )
+    # without foresight's policy, or with guesses that keep applying, they count as any other
+    assert not rest_goes_bulk(state, seen, rest=foreseen, policy=RefusalPolicy())
+    wrong = RefusalState(1, 1, foresight=ForesightCounts(guess_misses=20.0))
+    assert not rest_goes_bulk(wrong, seen, rest=foreseen, policy=RefusalPolicy(),
+                              foresight=foresight)  # fmt: skip
 
 
 def test_bulk_for_the_rest_can_be_turned_off() -> None:
     policy = RefusalPolicy(enabled=False)
 
-    assert not rest_goes_bulk(RefusalState(10, 20), Observation(1, 1), rest_operations=500,
+    assert not rest_goes_bulk(RefusalState(10, 20), Observation(1, 1), rest=[None] * 500,
                               policy=policy)  # fmt: skip
 
 

@@ -19,7 +19,7 @@
 -- ARGV[11..] facts, in the order the Registry ran the operations: `e <resource>` exists,
 --          `a <resource>` absent, `l <relationship> <from> <to>` exists (so do its ends),
 --          `d <relationship>` absent
--- Returns  {f, j, every} after the fold, numbers as strings
+-- Returns  {f, j, every, kh, km, gh, gm} after the fold, numbers as strings
 --
 -- `known` holds a generation per resource, odd while it exists, and per relationship the
 -- generations of its ends when it was written (`-`: known absent): a resource deleted and
@@ -33,8 +33,9 @@ local function folded(j, added)
 end
 local fs, js = folded(1, ARGV[1]), folded(2, ARGV[2])
 local every = (h[3] == '1' or ARGV[4] == '1') and '1' or '0'
-redis.call('HSET', key, 'f', fs, 'j', js, 'every', every, 'kh', folded(4, ARGV[6]),
-           'km', folded(5, ARGV[7]), 'gh', folded(6, ARGV[8]), 'gm', folded(7, ARGV[9]))
+local seen = {folded(4, ARGV[6]), folded(5, ARGV[7]), folded(6, ARGV[8]), folded(7, ARGV[9])}
+redis.call('HSET', key, 'f', fs, 'j', js, 'every', every, 'kh', seen[1], 'km', seen[2],
+           'gh', seen[3], 'gm', seen[4])
 redis.call('PEXPIRE', key, ARGV[5])
 
 local cap = tonumber(ARGV[10]) or 0
@@ -77,4 +78,4 @@ if #ARGV > 10 and cap > 0 then
     redis.call('PEXPIRE', known, ARGV[5])
   end
 end
-return {fs, js, every}
+return {fs, js, every, seen[1], seen[2], seen[3], seen[4]}
