@@ -153,6 +153,9 @@ class Foresight:
     """Entity key -> the action of the unfinished bundle's operation that writes it."""
     isolate_known: bool = False
     isolate_guess: bool = False
+    share: bool = False
+    """The source's Registry names every failing operation of a refused bundle: expected
+    failures then share bundles (one refusal reports them all); else each goes alone."""
 
     def isolates(self, prior: Prior) -> bool:
         """Whether an operation with this kind of expectation goes alone."""

@@ -209,7 +209,9 @@ def _unit_reason(unit: Unit, caps: PlanCaps) -> str:
     return f"{what} needs a {size}-byte bundle; the limit is {caps.max_bytes} bytes"
 
 
-def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Rejection]]:
+def _place(
+    units: Sequence[Unit], caps: PlanCaps, *, share_foreseen: bool = False
+) -> tuple[list[_Bin], list[Rejection]]:
     bins: list[_Bin] = []
     bin_of: dict[int, int] = {}
     floor_of: dict[int, int] = {}
@@ -227,7 +229,7 @@ def _place(units: Sequence[Unit], caps: PlanCaps) -> tuple[list[_Bin], list[Reje
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
             floor_of[index] = floor
             continue
-        apart = caps.isolate_expected_failures and foreseen(unit)
+        apart = caps.isolate_expected_failures and share_foreseen and foreseen(unit)
         isolate = caps.isolate_expected_failures and unit.expected_error is not None and not apart
         chosen = None
         if not isolate:
@@ -307,7 +309,7 @@ def plan_bundles(
         after_delete=after_delete,
         foresight=foresight,
     )
-    bins, rejected = _place(units, caps)
+    bins, rejected = _place(units, caps, share_foreseen=foresight is not None and foresight.share)
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))
     return Plan(events[0].source_key, mode, bundles, tuple(rejected))
 

@@ -96,6 +96,8 @@ class ReadRound:
     """Keys read -> what the source's answers said of them (`domain.foresight`)."""
     foresight_counts: ForesightCounts = field(default_factory=ForesightCounts)
     """The source's hits and misses per kind of expectation."""
+    names_every_failure: bool = False
+    """The source's Registry has named two failures in one refused bundle (`refusals`)."""
 
 
 @dataclass(frozen=True)

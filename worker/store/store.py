@@ -106,6 +106,7 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
             held=held_keys,
             known=known,
             foresight_counts=decode_foresight_counts(meta.get("fc")),
+            names_every_failure=(meta.get("fc") or [None] * 5)[4:5] == ["1"],
         )
 
     def _read_call(

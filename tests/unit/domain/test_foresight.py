@@ -21,9 +21,9 @@ O1 = ResourceKey(SOURCE, "office", "o1")
 LINK = RelationshipKey(SOURCE, "works-at", "office", "o1", "provider", "p1")
 
 
-def trusting(known: dict[str, str] | None = None) -> Foresight:
+def trusting(known: dict[str, str] | None = None, *, share: bool = True) -> Foresight:
     """Foresight over `known` with both kinds of expectation trusted."""
-    return Foresight(known=known or {}, isolate_known=True, isolate_guess=True)
+    return Foresight(known=known or {}, isolate_known=True, isolate_guess=True, share=share)
 
 
 def test_a_resource_generation_says_whether_it_exists() -> None:
@@ -143,6 +143,18 @@ def test_operations_expected_to_fail_share_bundles_of_their_own_kind() -> None:
     assert [op.prior for op in apart.ops] == [Prior.KNOWN, Prior.GUESS]
     assert apart.ops[0].expected_error is ErrorType.ALREADY_EXISTS
     assert [b for b in bundles if "a" in b] == [["a", "d"]]
+
+
+def test_without_a_registry_that_names_every_failure_each_goes_alone() -> None:
+    known = {str(P1): "1"}
+    events = [
+        res("UPSERT", "office", "o1", eid="a"),
+        res("CREATE", "provider", "p1", eid="b"),
+        res("DELETE", "provider", "p9", eid="c"),
+    ]
+    plan = plan_bundles(events, foresight=trusting(known, share=False))
+    assert _bundles_of(plan) == [["a"], ["b"], ["c"]]
+    assert [b.isolated for b in plan.bundles] == [False, True, True]
 
 
 def test_the_table_still_isolates_what_it_expects_to_fail() -> None:

@@ -142,7 +142,7 @@ end
 -- (`worker/domain/foresight.py`)
 if count > 0 and cfg.foresee then
   if not going_on then
-    meta.fc = redis.call('HMGET', P .. 'refusals', 'kh', 'km', 'gh', 'gm')
+    meta.fc = redis.call('HMGET', P .. 'refusals', 'kh', 'km', 'gh', 'gm', 'every')
   end
   if redis.call('EXISTS', P .. 'known') == 1 then
     local known, any = {}, false
