@@ -212,13 +212,27 @@ def _unit_reason(unit: Unit, caps: PlanCaps) -> str:
 def _place(
     units: Sequence[Unit], caps: PlanCaps, *, share_foreseen: bool = False
 ) -> tuple[list[_Bin], list[Rejection]]:
+    """Each unit in the earliest bin its predecessors allow that has room; the bins in the
+    order they must be sent.
+
+    An isolated unit takes no place in the sequence of shared bins: it stands just after the
+    bin its predecessors need (`floor`), and what follows it goes in the next one. Appended
+    after every bin instead, it pushed its followers past the whole plan, into bins of their
+    own.
+    """
     bins: list[_Bin] = []
+    alone: list[tuple[int, _Bin]] = []
+    """Isolated units: (the shared bin they stand just after, their bin)."""
     bin_of: dict[int, int] = {}
     floor_of: dict[int, int] = {}
     risky_of: dict[int, bool] = {}
+    isolated_units: set[int] = set()
     rejected: list[Rejection] = []
     for index, unit in enumerate(units):
-        floor = earliest_slot(unit.preds, bin_of, floor_of)
+        preds = unit.preds
+        if isolated_units:  # nothing shares an isolated unit's bin: it is a strict predecessor
+            preds = tuple((p, strict or p in isolated_units) for p, strict in preds)
+        floor = earliest_slot(preds, bin_of, floor_of)
         # a unit that follows a risky one shares its fate: sent back with it when it is refused
         risky = caps.separate_merged_deletes and (
             may_fail(unit) or any(risky_of[p] for p, _ in unit.preds)
@@ -231,21 +245,31 @@ def _place(
             continue
         apart = caps.isolate_expected_failures and share_foreseen and foreseen(unit)
         isolate = caps.isolate_expected_failures and unit.expected_error is not None and not apart
-        chosen = None
-        if not isolate:
-            candidates = (
-                b
-                for b in range(floor, len(bins))
-                if bins[b].risky == risky and bins[b].foreseen == apart
-            )
-            chosen = next((b for b in candidates if bins[b].fits(unit.ops, caps)), None)
+        if isolate:
+            single = _Bin(risky=risky, isolated=True)
+            single.add(unit.ops)
+            alone.append((floor, single))
+            bin_of[index] = floor
+            isolated_units.add(index)
+            continue
+        candidates = (
+            b
+            for b in range(floor, len(bins))
+            if bins[b].risky == risky and bins[b].foreseen == apart
+        )
+        chosen = next((b for b in candidates if bins[b].fits(unit.ops, caps)), None)
         if chosen is None:
-            chosen = len(bins)
-            bins.append(_Bin(risky=risky, foreseen=apart))
+            chosen = max(len(bins), floor)
+            while len(bins) <= chosen:
+                bins.append(_Bin(risky=risky, foreseen=apart))
         bins[chosen].add(unit.ops)
-        bins[chosen].isolated = isolate
         bin_of[index] = chosen
-    return bins, rejected
+    if not alone:
+        return bins, rejected
+    order = [((b, 0, b), bin_) for b, bin_ in enumerate(bins)]
+    order += [((floor, 1, n), bin_) for n, (floor, bin_) in enumerate(alone)]
+    order.sort(key=lambda item: item[0])
+    return [bin_ for _, bin_ in order if bin_.count], rejected
 
 
 def bundle_of_ops(index: int, ops: Sequence[PlannedOp], *, isolated: bool = False) -> BundlePlan:
