@@ -825,3 +825,24 @@ def test_a_delete_still_unsent_is_known_to_later_rounds_until_it_is_recorded(sto
     assert client.hlen(names.last_action) == 0
     put(store, resource(eid="u2"))
     assert read(store, token="t3").after_delete == frozenset()
+
+
+def test_a_round_reads_what_is_held_and_known_of_its_keys_and_ends(store, client, names):
+    # Given p1 held by an unsent DELETE, o1 known to exist, and foresight's counts
+    put(store, resource("DELETE", eid="d"))
+    deleting = replace(bundle("B1", "d", writes=[P1]), actions={P1: "DELETE"})
+    assert commit(store, read(store), deleting) == {"B1": ("ready", 1)}
+    client.hset(names.known, mapping={O1: "1", P2: "2"})
+    client.hset(names.refusals, mapping={"kh": "3", "gm": "1.5", "every": "1"})
+
+    # When a round reads a link o1 -> p1 and an UPSERT of p3
+    put(store, link(eid="l"))
+    put(store, resource(id_="p3", eid="u"))
+    round_ = read(store, token="t2")
+
+    # Then it holds the unsent action of p1 and what is known of o1, nothing of p2 (not read)
+    assert round_.held == {P1: "DELETE"}
+    assert round_.known == {O1: "1"}
+    assert round_.foresight_counts.known_hits == 3.0
+    assert round_.foresight_counts.guess_misses == 1.5
+    assert round_.names_every_failure

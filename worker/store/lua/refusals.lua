@@ -41,36 +41,68 @@ redis.call('PEXPIRE', key, ARGV[5])
 local cap = tonumber(ARGV[10]) or 0
 if #ARGV > 10 and cap > 0 then
   local known = KEYS[1] .. 'known'
-  local function generation(k) return tonumber(redis.call('HGET', known, k)) end
-  local function exists(k)
-    local g = generation(k)
-    if g == nil or g % 2 == 0 then
-      g = (g or 0) + 1
-      redis.call('HSET', known, k, g)
-    end
-    return g
+  -- the facts parsed, and every resource they name read at once (one HMGET per 500)
+  local facts, names, named = {}, {}, {}
+  local function want(k)
+    if not named[k] then named[k] = true; names[#names + 1] = k end
   end
   for i = 11, #ARGV do
     local fact = ARGV[i]
     local kind, rest = string.sub(fact, 1, 1), string.sub(fact, 3)
-    if kind == 'e' then
-      exists(rest)
-    elseif kind == 'a' then
-      local g = generation(rest)
-      if g == nil then
-        redis.call('HSET', known, rest, 0)
-      elseif g % 2 == 1 then
-        redis.call('HSET', known, rest, g + 1)
-      end
-    elseif kind == 'l' then
+    if kind == 'l' then
       local a = string.find(rest, ' ', 1, true)
       local b = string.find(rest, ' ', a + 1, true)
       local from, to = string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1)
-      local gf, gt = exists(from), exists(to)
-      redis.call('HSET', known, string.sub(rest, 1, a - 1), string.format('%d:%d', gf, gt))
-    elseif kind == 'd' then
-      redis.call('HSET', known, rest, '-')
+      want(from); want(to)
+      facts[#facts + 1] = {kind, string.sub(rest, 1, a - 1), from, to}
+    else
+      if kind ~= 'd' then want(rest) end
+      facts[#facts + 1] = {kind, rest}
     end
+  end
+  local generation = {}
+  for first = 1, #names, 500 do
+    local last = math.min(first + 499, #names)
+    local got = redis.call('HMGET', known, unpack(names, first, last))
+    for j = first, last do generation[names[j]] = tonumber(got[j - first + 1]) end
+  end
+  local out, order = {}, {}
+  local function put(k, v)
+    if out[k] == nil then order[#order + 1] = k end
+    out[k] = v
+  end
+  local function exists(k)
+    local g = generation[k]
+    if g == nil or g % 2 == 0 then
+      g = (g or 0) + 1
+      generation[k] = g
+      put(k, g)
+    end
+    return g
+  end
+  for _, f in ipairs(facts) do
+    local kind = f[1]
+    if kind == 'e' then
+      exists(f[2])
+    elseif kind == 'a' then
+      local g = generation[f[2]]
+      if g == nil or g % 2 == 1 then
+        generation[f[2]] = (g or -1) + 1
+        put(f[2], generation[f[2]])
+      end
+    elseif kind == 'l' then
+      put(f[2], string.format('%d:%d', exists(f[3]), exists(f[4])))
+    elseif kind == 'd' then
+      put(f[2], '-')
+    end
+  end
+  for first = 1, #order, 250 do
+    local pairs_ = {}
+    for j = first, math.min(first + 249, #order) do
+      pairs_[#pairs_ + 1] = order[j]
+      pairs_[#pairs_ + 1] = out[order[j]]
+    end
+    redis.call('HSET', known, unpack(pairs_))
   end
   if redis.call('HLEN', known) > cap then
     redis.call('DEL', known)
