@@ -6,9 +6,9 @@ names it). Every part matches an `api_client.ids` pattern (ASCII letters, digits
 only), so the string forms joined with `:` are unambiguous, parse back, and are safe inside a Redis
 key (no braces, spaces or colons inside a part).
 
-Keys are dict and set members all through planning, so each computes its hash once and keeps it
-beside its fields (equality and order stay the fields' alone); keys built from parts already
-checked (`key_of`) skip the pattern checks.
+Keys are dict and set members all through planning, so each computes its hash and its string
+form once and keeps them beside its fields (equality and order stay the fields' alone); keys
+built from parts already checked (`key_of`) skip the pattern checks.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ class ResourceKey:
         _check(self.id, "id", is_id=True)
 
     def __str__(self) -> str:
-        return f"{_RESOURCE_TAG}:{self.source}:{self.type}:{self.id}"
+        cached: str | None = self.__dict__.get("_str")
+        if cached is None:  # computed once, as the hash
+            cached = self.__dict__["_str"] = f"{_RESOURCE_TAG}:{self.source}:{self.type}:{self.id}"
+        return cached
 
     def __hash__(self) -> int:
         cached: int | None = self.__dict__.get("_hash")
@@ -72,10 +75,13 @@ class RelationshipKey:
         _check(self.to_id, "to_id", is_id=True)
 
     def __str__(self) -> str:
-        return (
-            f"{_RELATIONSHIP_TAG}:{self.source}:{self.type}:{self.from_type}:{self.from_id}"
-            f":{self.to_type}:{self.to_id}"
-        )
+        cached: str | None = self.__dict__.get("_str")
+        if cached is None:  # computed once, as the hash
+            cached = self.__dict__["_str"] = (
+                f"{_RELATIONSHIP_TAG}:{self.source}:{self.type}:{self.from_type}:{self.from_id}"
+                f":{self.to_type}:{self.to_id}"
+            )
+        return cached
 
     def __hash__(self) -> int:
         cached: int | None = self.__dict__.get("_hash")

@@ -171,13 +171,13 @@ class _Builder:
         key = node.key
         ends: tuple[KeyState, ...] = ()
         if isinstance(key, ResourceKey):
-            if previous is not None:
-                return  # the table decides between two operations of one round
+            if previous is not None or node.action is Action.UPSERT:
+                return  # the table decides in a round; an UPSERT never depends on the state
             state = foresight.state(key)
         else:
             ends = tuple(self._end_state(end, foresight) for end in key.endpoints)
-            if previous is not None:
-                state = KeyState.UNSEEN  # the table decides; only the ends are foreseen
+            if previous is not None or node.action is Action.UPSERT:
+                state = KeyState.UNSEEN  # only the ends are foreseen
             elif any(end in self.reset for end in key.endpoints):
                 state = KeyState.ABSENT
             else:
