@@ -97,9 +97,16 @@ class ForesightPolicy:
     wrongly, a round's guesses cost one bundle more; left among others, each failure costs a
     refusal and a re-sending of its neighbours."""
 
+    evidence: float = 4.0
+    """Weighted answers guesses need before each is sent alone; until then a round's guesses
+    share bundles apart (`plan.foreseen`), so that a Registry that held records before the
+    pipeline does not get a whole round of its DELETEs one by one."""
+
     def __post_init__(self) -> None:
         if not 0 < self.min_precision <= 1:
             raise ValueError("ForesightPolicy.min_precision: must be in (0, 1]")
+        if self.evidence < 0:
+            raise ValueError("ForesightPolicy.evidence: must not be negative")
 
 
 _PSEUDO: Final = {Prior.KNOWN: (1.0, 0.0), Prior.GUESS: (1.0, 1.0)}
@@ -125,8 +132,12 @@ class ForesightCounts:
         return (hits + a) / (hits + misses + a + b)
 
     def isolates(self, prior: Prior, policy: ForesightPolicy) -> bool:
-        """Whether operations with this kind of expectation travel alone now."""
+        """Whether operations with this kind of expectation are set apart now."""
         return policy.enabled and self.precision(prior) >= policy.min_precision
+
+    def guesses_new(self, policy: ForesightPolicy) -> bool:
+        """Whether guesses have been judged less than `evidence` times (weighted)."""
+        return self.guess_hits + self.guess_misses < policy.evidence
 
 
 _WRITES: Final = frozenset({Action.CREATE, Action.UPSERT})
@@ -153,6 +164,9 @@ class Foresight:
     """Entity key -> the action of the unfinished bundle's operation that writes it."""
     isolate_known: bool = False
     isolate_guess: bool = False
+    guesses_new: bool = False
+    """Guesses are new to the source (`ForesightCounts.guesses_new`): they share bundles apart
+    even where each would go alone."""
     share: bool = False
     """The source's Registry names every failing operation of a refused bundle: expected
     failures then share bundles (one refusal reports them all); else each goes alone."""

@@ -188,9 +188,10 @@ class _Builder:
         if previous is not None and expected.prior is Prior.GUESS:
             return
         node.prior = expected.prior
-        if foresight.isolates(expected.prior) and node.expected_error is None:
-            node.expected_error = expected.error
-            node.closed = True
+        if not foresight.isolates(expected.prior) or node.expected_error is not None:
+            return
+        node.expected_error = expected.error
+        node.closed = True
 
     def _cross_entity(self, key: EntityKey, current: int) -> None:
         if isinstance(key, ResourceKey):

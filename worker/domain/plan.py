@@ -24,7 +24,7 @@ from typing import Final
 from api_client.models import BundleRequest, ErrorType
 from worker.domain.coalesce import CoalesceMode
 from worker.domain.events import ChangeEvent, Problem, Target
-from worker.domain.foresight import Foresight
+from worker.domain.foresight import Foresight, Prior
 from worker.domain.keys import EntityKey, key_of
 from worker.domain.ops import (
     EMPTY_BUNDLE_BYTES,
@@ -210,7 +210,11 @@ def _unit_reason(unit: Unit, caps: PlanCaps) -> str:
 
 
 def _place(
-    units: Sequence[Unit], caps: PlanCaps, *, share_foreseen: bool = False
+    units: Sequence[Unit],
+    caps: PlanCaps,
+    *,
+    share_foreseen: bool = False,
+    shared_guesses: bool = False,
 ) -> tuple[list[_Bin], list[Rejection]]:
     """Each unit in the earliest bin its predecessors allow that has room; the bins in the
     order they must be sent.
@@ -243,7 +247,11 @@ def _place(
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
             floor_of[index] = floor
             continue
-        apart = caps.isolate_expected_failures and share_foreseen and foreseen(unit)
+        apart = (
+            caps.isolate_expected_failures
+            and foreseen(unit)
+            and (share_foreseen or (shared_guesses and unit.ops[0].prior is Prior.GUESS))
+        )
         isolate = caps.isolate_expected_failures and unit.expected_error is not None and not apart
         if isolate:
             single = _Bin(risky=risky, isolated=True)
@@ -333,7 +341,12 @@ def plan_bundles(
         after_delete=after_delete,
         foresight=foresight,
     )
-    bins, rejected = _place(units, caps, share_foreseen=foresight is not None and foresight.share)
+    bins, rejected = _place(
+        units,
+        caps,
+        share_foreseen=foresight is not None and foresight.share,
+        shared_guesses=foresight is not None and foresight.guesses_new,
+    )
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))
     return Plan(events[0].source_key, mode, bundles, tuple(rejected))
 

@@ -11,6 +11,8 @@ cancel nothing (docs/pipeline.md, "Refusals").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 
 from worker.domain.bulk import BulkRequestPlan
@@ -21,9 +23,9 @@ from worker.domain.outcomes import OpRef, Outcomes
 from worker.domain.refusals import observe, rest_goes_bulk
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable
-from worker.store.refusals import RefusalStats
+from worker.store.refusals import fold_arguments
 
-__all__ = ["note_answer"]
+__all__ = ["Noted", "note_answer"]
 
 _log = structlog.get_logger("worker.pipeline")
 
@@ -33,29 +35,41 @@ def _op_at(plan: Sendable, ref: OpRef) -> PlannedOp:
     return ops[ref.index]
 
 
+@dataclass(frozen=True)
+class Noted:
+    """What an answer's fold decided, and the fold itself when it can wait for the record."""
+
+    rest_bulk: bool = False
+    """The events it sends again go as bulk requests."""
+    fold: list[str] | None = None
+    """refusals.lua's arguments, to run with record.lua in one round trip (nothing goes again,
+    so nothing waits for the state after it)."""
+
+
 def note_answer(
     deps: Deps, source: str, bundle_id: str, plan: Sendable, outcomes: Outcomes
-) -> bool:
-    """Fold this answer into the source's rate; True when the events it sends again should be
-    planned as bulk requests (see the module docstring)."""
+) -> Noted:
+    """Fold this answer into the source's rate and into foresight: now when some of its events
+    go again (whether they go as bulk requests depends on the state after it), else with its
+    record (see the module docstring)."""
     bulk_request = isinstance(plan, BulkRequestPlan)
     seen = observe(outcomes, atomic=not bulk_request)
     if not seen.judged:
-        return False
+        return Noted()
     settings = deps.settings
     policy = settings.refusal_policy()
     learn = settings.foresight
-    state = RefusalStats(deps.store.client).fold(
-        source,
+    fold = fold_arguments(
         seen,
         halflife_ops=policy.halflife_ops,
         ttl_ms=settings.results_ttl_s * 1000,
         lesson=lesson_of(plan.ops, outcomes) if learn else None,
         known_cap=settings.foresight_known_max if learn else 0,
     )
-    if bulk_request:
-        return False
     left = {o.op for o in outcomes.outcomes if not o.is_final and o.op is not None}
+    if bulk_request or not left:
+        return Noted(fold=fold)
+    state = deps.store.fold_refusals(source, fold)
     rest = [_op_at(plan, ref).prior for ref in left]
     bulk = rest_goes_bulk(
         state, seen, rest=rest, policy=policy, foresight=settings.foresight_policy()
@@ -68,4 +82,4 @@ def note_answer(
             operations=len(rest),
             rate=round(state.rate, 5),
         )
-    return bulk
+    return Noted(rest_bulk=bulk)

@@ -185,8 +185,10 @@ def record_answer(
         why = f"receipts do not match what was sent: {exc}"
         return _read_back_unsure(deps, source, claimed, why, counts, finished=polled)
     status = str(answer.status) if answer.status is not None else "PERSISTED"
-    bulk = note_answer(deps, source, claimed.bundle_id, claimed.plan, outcomes)
-    return _record(deps, source, claimed, outcomes, status, counts, rest_bulk=bulk)
+    noted = note_answer(deps, source, claimed.bundle_id, claimed.plan, outcomes)
+    return _record(
+        deps, source, claimed, outcomes, status, counts, rest_bulk=noted.rest_bulk, fold=noted.fold
+    )
 
 
 def _record(
@@ -199,10 +201,12 @@ def _record(
     resent: frozenset[str] = frozenset(),
     *,
     rest_bulk: bool = False,
+    fold: list[str] | None = None,
 ) -> Step:
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
     events sent again are planned again here, in the bundle's place (as bulk requests when
-    `rest_bulk`: `flow/refusals.py`)."""
+    `rest_bulk`: `flow/refusals.py`). `fold`: the answer's refusal fold, run in the same round
+    trip as the record."""
     outcomes = cap_cancelled(deps, source, outcomes)
     replan = _replan(deps, source, claimed, outcomes, rest_bulk=rest_bulk)
     result = deps.store.record(
@@ -213,6 +217,7 @@ def _record(
         status=status,
         now_ms=deps.now_ms(),
         replan=[p.commit for p in replan],
+        fold=fold,
     )
     if not result.done:
         counts.lost_claim += 1

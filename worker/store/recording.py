@@ -25,9 +25,11 @@ from typing import Any, Final
 
 from redis.exceptions import RedisError
 
+from worker.domain.refusals import RefusalState
 from worker.store.base import StoreBase, to_int
 from worker.store.codec import compact, text
 from worker.store.records import BundleToCommit, EventOutcomeRecord, RecordResult
+from worker.store.refusals import state_from_reply
 
 __all__ = ["StoreRecording", "bundle_argument", "record_calls"]
 
@@ -53,12 +55,15 @@ class StoreRecording(StoreBase):
         status: str,
         now_ms: int,
         replan: Sequence[BundleToCommit] = (),
+        fold: Sequence[str] | None = None,
     ) -> RecordResult:
         """Record a bundle's outcome once; refused with another fence (see the module).
 
         Args:
             replan: the events it sends back, planned again (`planning.plan_events`): these
                 bundles take its place, ahead of every bundle that waited for it.
+            fold: refusals.lua's arguments for this answer (`store.refusals.fold_arguments`),
+                run just before record.lua in the same round trip.
         """
         per_call = self.settings.record_chunk
         meta: dict[str, Any] = {
@@ -81,7 +86,12 @@ class StoreRecording(StoreBase):
             replan=[bundle_argument(b) for b in replan],
             keys=per_call * _KEYS_PER_EVENT,
         )
-        reply = self._run(self._scripts.record, source, compact(meta))
+        if fold is None:
+            reply = self._run(self._scripts.record, source, compact(meta))
+        else:
+            calls = [(self._scripts.refusals, source, fold),
+                     (self._scripts.record, source, [compact(meta)])]  # fmt: skip
+            reply = self._run_many(calls)[1]
         if not isinstance(reply, list):
             return RecordResult(done=False)
         if to_int(reply[0]) == 2:
@@ -90,6 +100,11 @@ class StoreRecording(StoreBase):
         return RecordResult(
             True, to_int(reply[1]), to_int(reply[2]), to_int(reply[3]), ready, to_int(reply[4])
         )
+
+    def fold_refusals(self, source: str, fold: Sequence[str]) -> RefusalState:
+        """Fold one answer into the source's refusal rate and foresight now (refusals.lua), when
+        what it sends again depends on the state after it; else `record` runs it."""
+        return state_from_reply(self._run(self._scripts.refusals, source, *fold))
 
     def _release_holds(self, source: str, bundle_id: str, fence: int, per_call: int) -> None:
         """The holds of a recorded bundle, `per_call` keys per call (release.lua).

@@ -11,8 +11,7 @@ quiet (they are statistics and placement hints, never work).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache, cached_property
-from importlib import resources
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import redis
@@ -23,16 +22,18 @@ from worker.domain.lessons import Learned, Lesson
 from worker.domain.refusals import Observation, RefusalState, decay_factor
 from worker.store import keys
 from worker.store.codec import text
+from worker.store.scripts import script_source
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
 
-__all__ = ["RefusalStats", "decode_foresight_counts", "encode_facts"]
-
-
-@cache
-def _script_source() -> str:
-    return resources.files("worker.store").joinpath("lua", "refusals.lua").read_text("utf-8")
+__all__ = [
+    "RefusalStats",
+    "decode_foresight_counts",
+    "encode_facts",
+    "fold_arguments",
+    "state_from_reply",
+]
 
 
 def _number(raw: object) -> float:
@@ -64,6 +65,39 @@ def encode_facts(lesson: Lesson) -> list[str]:
     return encoded
 
 
+def fold_arguments(
+    seen: Observation,
+    *,
+    halflife_ops: float,
+    ttl_ms: int,
+    lesson: Lesson | None = None,
+    known_cap: int = 0,
+) -> list[str]:
+    """What refusals.lua takes to fold one answer's counts, and its lesson into what foresight
+    knows (`known_cap`: the most entities kept, 0 to learn nothing)."""
+    lesson = lesson or Lesson()
+    args = [
+        str(seen.failures),
+        str(seen.judged),
+        repr(decay_factor(seen.judged, halflife_ops)),
+        "1" if seen.every else "0",
+        str(max(1, ttl_ms)),
+        str(lesson.known_hits),
+        str(lesson.known_misses),
+        str(lesson.guess_hits),
+        str(lesson.guess_misses),
+        str(max(0, known_cap)),
+    ]
+    if known_cap > 0:
+        args += encode_facts(lesson)
+    return args
+
+
+def state_from_reply(reply: Sequence[object]) -> RefusalState:
+    """The state refusals.lua answers after a fold."""
+    return _state(reply)
+
+
 class RefusalStats:
     """The refusal rate of every source, on one client."""
 
@@ -72,7 +106,7 @@ class RefusalStats:
 
     @cached_property
     def _script(self) -> Script:
-        return self.client.register_script(_script_source())
+        return self.client.register_script(script_source("refusals"))
 
     def fold(
         self,
@@ -87,21 +121,9 @@ class RefusalStats:
         """Fold one answer's counts into the source's state, and its lesson into what
         foresight knows (`known_cap`: the most entities kept, 0 to learn nothing); the
         refusal state after it."""
-        lesson = lesson or Lesson()
-        args = [
-            str(seen.failures),
-            str(seen.judged),
-            repr(decay_factor(seen.judged, halflife_ops)),
-            "1" if seen.every else "0",
-            str(max(1, ttl_ms)),
-            str(lesson.known_hits),
-            str(lesson.known_misses),
-            str(lesson.guess_hits),
-            str(lesson.guess_misses),
-            str(max(0, known_cap)),
-        ]
-        if known_cap > 0:
-            args += encode_facts(lesson)
+        args = fold_arguments(
+            seen, halflife_ops=halflife_ops, ttl_ms=ttl_ms, lesson=lesson, known_cap=known_cap
+        )
         reply = self._script(keys=[keys.prefix(source)], args=args)
         return _state(reply)
 

@@ -27,6 +27,7 @@ SCRIPT_NAMES: Final = (
     "settle",
     "release",
     "take_due",
+    "refusals",
 )
 
 
@@ -55,6 +56,7 @@ class Scripts:
     settle: Script
     release: Script
     take_due: Script
+    refusals: Script
 
     @classmethod
     def register(cls, client: redis.Redis) -> Scripts:

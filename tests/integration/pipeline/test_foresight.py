@@ -98,5 +98,5 @@ def test_guesses_stop_where_the_registry_held_records_before(
     check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
     raw = client.hmget(SourceKeys(source).refusals, ["kh", "km", "gh", "gm"])
     counts = decode_foresight_counts(raw)
-    assert counts.guess_misses >= 40
+    assert counts.guess_misses > 39  # weighted: older answers count a little less
     assert not counts.isolates(Prior.GUESS, harness.deps.settings.foresight_policy())
