@@ -98,15 +98,16 @@ class ForesightPolicy:
     refusal and a re-sending of its neighbours."""
 
     evidence: float = 4.0
-    """Weighted answers guesses need before each is sent alone; until then a round's guesses
-    share bundles apart (`plan.foreseen`), so that a Registry that held records before the
-    pipeline does not get a whole round of its DELETEs one by one."""
+    """Weighted answers guesses need before every one may go alone; until then at most
+    `probes` a round do and the rest share bundles apart (`plan.foreseen`), so that a Registry
+    that held records before the pipeline does not get a whole round of DELETEs one by one."""
+    probes: int = 16
 
     def __post_init__(self) -> None:
         if not 0 < self.min_precision <= 1:
             raise ValueError("ForesightPolicy.min_precision: must be in (0, 1]")
-        if self.evidence < 0:
-            raise ValueError("ForesightPolicy.evidence: must not be negative")
+        if self.evidence < 0 or self.probes < 0:
+            raise ValueError("ForesightPolicy: evidence and probes must not be negative")
 
 
 _PSEUDO: Final = {Prior.KNOWN: (1.0, 0.0), Prior.GUESS: (1.0, 1.0)}
@@ -135,9 +136,11 @@ class ForesightCounts:
         """Whether operations with this kind of expectation are set apart now."""
         return policy.enabled and self.precision(prior) >= policy.min_precision
 
-    def guesses_new(self, policy: ForesightPolicy) -> bool:
-        """Whether guesses have been judged less than `evidence` times (weighted)."""
-        return self.guess_hits + self.guess_misses < policy.evidence
+    def guesses_alone(self, policy: ForesightPolicy) -> int | None:
+        """How many guesses a round may send alone: `probes` while guesses have been judged
+        less than `evidence` times (weighted), then all (None)."""
+        new = self.guess_hits + self.guess_misses < policy.evidence
+        return policy.probes if new else None
 
 
 _WRITES: Final = frozenset({Action.CREATE, Action.UPSERT})
@@ -164,9 +167,9 @@ class Foresight:
     """Entity key -> the action of the unfinished bundle's operation that writes it."""
     isolate_known: bool = False
     isolate_guess: bool = False
-    guesses_new: bool = False
-    """Guesses are new to the source (`ForesightCounts.guesses_new`): they share bundles apart
-    even where each would go alone."""
+    guesses_alone: int | None = None
+    """At most this many guesses go alone in the round (`ForesightCounts.guesses_alone`); the
+    others share bundles apart. None: all may."""
     share: bool = False
     """The source's Registry names every failing operation of a refused bundle: expected
     failures then share bundles (one refusal reports them all); else each goes alone."""

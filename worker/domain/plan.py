@@ -214,7 +214,7 @@ def _place(
     caps: PlanCaps,
     *,
     share_foreseen: bool = False,
-    shared_guesses: bool = False,
+    guesses_alone: int | None = None,
 ) -> tuple[list[_Bin], list[Rejection]]:
     """Each unit in the earliest bin its predecessors allow that has room; the bins in the
     order they must be sent.
@@ -231,6 +231,7 @@ def _place(
     floor_of: dict[int, int] = {}
     risky_of: dict[int, bool] = {}
     isolated_units: set[int] = set()
+    guessed = 0
     rejected: list[Rejection] = []
     for index, unit in enumerate(units):
         preds = unit.preds
@@ -247,11 +248,11 @@ def _place(
             rejected.append(Rejection(events, _unit_reason(unit, caps)))
             floor_of[index] = floor
             continue
-        apart = (
-            caps.isolate_expected_failures
-            and foreseen(unit)
-            and (share_foreseen or (shared_guesses and unit.ops[0].prior is Prior.GUESS))
-        )
+        apart = caps.isolate_expected_failures and foreseen(unit)
+        if apart and not share_foreseen:
+            guess = unit.ops[0].prior is Prior.GUESS
+            apart = guess and guesses_alone is not None and guessed >= guesses_alone
+            guessed += guess
         isolate = caps.isolate_expected_failures and unit.expected_error is not None and not apart
         if isolate:
             single = _Bin(risky=risky, isolated=True)
@@ -345,7 +346,7 @@ def plan_bundles(
         units,
         caps,
         share_foreseen=foresight is not None and foresight.share,
-        shared_guesses=foresight is not None and foresight.guesses_new,
+        guesses_alone=foresight.guesses_alone if foresight is not None else None,
     )
     bundles = tuple(_bundle(index, bin_, caps) for index, bin_ in enumerate(bins))
     return Plan(events[0].source_key, mode, bundles, tuple(rejected))

@@ -173,7 +173,7 @@ def foresight_of(deps: Deps, round_: ReadRound) -> Foresight | None:
         held=round_.held,
         isolate_known=counts.isolates(Prior.KNOWN, policy),
         isolate_guess=counts.isolates(Prior.GUESS, policy),
-        guesses_new=counts.guesses_new(policy),
+        guesses_alone=counts.guesses_alone(policy),
         share=round_.names_every_failure,
     )
 

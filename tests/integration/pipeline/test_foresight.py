@@ -79,24 +79,33 @@ def test_guesses_stop_where_the_registry_held_records_before(
     harness_factory: HarnessFactory,
 ) -> None:
     harness = harness_factory(**SETTINGS)
+    policy = harness.deps.settings.foresight_policy()
     source = "clinic-a"
-    harness.publish([_provider(source, f"old-{n}", "UPSERT", f"p{n}") for n in range(40)])
+    harness.publish([_provider(source, f"old-{n}", "UPSERT", f"p{n}") for n in range(80)])
     harness.drain(deadline_s=30)
     # the pipeline starts on a Registry that already holds these records: it never saw them
     client = harness.deps.store.client
     client.delete(SourceKeys(source).known)
-    seen = len(harness.requests())
 
-    harness.publish(
-        [_provider(source, f"new-{n}", "UPSERT", f"q{n}") for n in range(40)]
-        + [_provider(source, f"del-{n}", "DELETE", f"p{n}") for n in range(40)]
-    )
-    harness.drain(deadline_s=30)
+    def delete_some(first: int) -> list[dict[str, Any]]:
+        seen = len(harness.requests())
+        harness.publish(
+            [_provider(source, f"new-{n}", "UPSERT", f"q{n}") for n in range(first, first + 40)]
+            + [_provider(source, f"del-{n}", "DELETE", f"p{n}") for n in range(first, first + 40)]
+        )
+        harness.drain(deadline_s=30)
+        return [r for r in harness.requests()[seen:] if r["route"] == "bundle"]
 
-    bundles = [r for r in harness.requests()[seen:] if r["route"] == "bundle"]
-    assert len(bundles) <= 3, [len(r["ids"]) for r in bundles]  # not one per DELETE
-    check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
+    # new guesses: a few probes go alone, the rest share one bundle apart
+    first = delete_some(0)
+    assert len(first) <= policy.probes + 2, [len(r["ids"]) for r in first]
     raw = client.hmget(SourceKeys(source).refusals, ["kh", "km", "gh", "gm"])
     counts = decode_foresight_counts(raw)
     assert counts.guess_misses > 39  # weighted: older answers count a little less
-    assert not counts.isolates(Prior.GUESS, harness.deps.settings.foresight_policy())
+    assert not counts.isolates(Prior.GUESS, policy)
+
+    # then guessing stops: the next DELETEs of records never seen go with the rest
+    client.delete(SourceKeys(source).known)
+    again = delete_some(40)
+    assert len(again) == 1, [len(r["ids"]) for r in again]
+    check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
