@@ -154,8 +154,9 @@ class IngestSettings(BaseSettings):
     """Failures expected in the rest of a refused bundle (rate x operations left) at or above
     which it goes as bulk requests."""
     foresight: bool = True
-    """Whether planning sets operations expected to fail apart, in bundles of their own kind,
-    from what the source's answers said exists (docs/pipeline.md, "Foresight")."""
+    """Whether planning sets operations expected to fail apart (alone, or in bundles of their own
+    kind where the Registry names every failure), from what the source's answers said exists
+    (docs/pipeline.md, "Foresight")."""
     foresight_min_precision: float = Field(default=0.2, gt=0, le=1, allow_inf_nan=False)
     """Share of a kind of expectation's operations that must have been refused for that kind to
     set operations apart."""

@@ -215,3 +215,24 @@ def test_without_foresight_nothing_is_expected() -> None:
     plan = plan_bundles(events, caps=PlanCaps())
     assert all(op.prior is None for op in plan.ops)
     assert _bundles_of(plan) == [["a", "b"]]
+
+
+def test_while_guesses_are_new_a_few_go_alone_and_the_rest_share_a_bundle_apart() -> None:
+    events = [
+        res("UPSERT", "provider", "p1", eid="a"),
+        res("DELETE", "provider", "p7", eid="b"),
+        res("DELETE", "provider", "p8", eid="c"),
+        res("DELETE", "provider", "p9", eid="d"),
+    ]
+    sight = Foresight(isolate_known=True, isolate_guess=True, guesses_alone=1)
+    plan = plan_bundles(events, foresight=sight)
+    assert sorted(_bundles_of(plan)) == [["a"], ["b"], ["c", "d"]]
+    shared = next(b for b in plan.bundles if b.event_ids == ("c", "d"))
+    assert not shared.isolated
+    assert all(op.expected_error is ErrorType.NOT_FOUND for op in shared.ops)
+
+
+def test_guesses_go_alone_once_answers_have_judged_them() -> None:
+    policy = ForesightPolicy(evidence=4.0, probes=16)
+    assert ForesightCounts(guess_hits=1.0, guess_misses=2.0).guesses_alone(policy) == 16
+    assert ForesightCounts(guess_hits=3.0, guess_misses=1.0).guesses_alone(policy) is None
