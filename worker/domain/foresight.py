@@ -4,8 +4,9 @@ Why: a bundle is atomic, so one operation that fails on its own (a CREATE of an 
 a DELETE of a missing one, a relationship to a missing end) cancels every operation beside it,
 and a Registry that names only the first failure makes a bundle holding k of them cost k
 refusals in a row, each a round trip and a re-planning of the rest. Operations expected to fail
-travel in bundles of their own kind instead (`plan.foreseen`): their refusal cancels nothing
-that would have applied, and the rest of the round's bundles apply at once.
+are set apart instead: each in a bundle of its own, or, where the source's Registry names every
+failure of a refused bundle, in bundles of their own kind (`plan.foreseen`). Their refusal
+cancels nothing that would have applied, and the rest of the round's bundles apply at once.
 
 What the pipeline knows (`ingest:{sk}:known`, updated with each recorded answer, see
 `domain.lessons`): which resources exist (an applied CREATE or UPSERT, a CREATE refused
@@ -27,10 +28,10 @@ Each kind is acted on only while the source's answers bear it out: every recorde
 carried an expectation counts a hit (refused on its own) or a miss (applied), weighted like the
 refusal rate, and a kind sets operations apart while its precision, `(hits + a) / (hits + misses
 + a + b)`, is at least `min_precision`. KNOWN starts sure (a = 1, b = 0), GUESS undecided
-(a = 1, b = 1): a source whose Registry held records before the pipeline stops guessing after a
-few applied guesses. An expectation only places operations: it never decides an outcome. A wrong
-one costs at most one request a round (the bundle it went in apart), a missed one the refusal it
-would have cost anyway.
+(a = 1, b = 1), and while guesses are new only `probes` of them a round go alone: a source whose
+Registry held records before the pipeline stops guessing after a few applied guesses. An
+expectation only places operations: it never decides an outcome. A wrong one costs a request, a
+missed one the refusal it would have cost anyway.
 Pure: no Redis, no Celery, no HTTP.
 """
 

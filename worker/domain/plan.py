@@ -133,11 +133,12 @@ class Plan:
 def foreseen(unit: Unit) -> bool:
     """Whether foresight expects the unit to fail (`domain.foresight`, a trusted kind).
 
-    Such units share bundles only with each other: a refusal then cancels nothing that would
-    have applied, and one bundle carries a round's expected failures, where a bundle each would
-    cost a request each. A Registry that names every failure refuses such a bundle once; one
-    that names only the first sends the rest again, as bulk requests when it holds several
-    (`domain.refusals.rest_goes_bulk`).
+    Such units never share a bundle with what is expected to apply: a refusal then cancels
+    nothing that would have applied. Where the source's Registry names every failure of a
+    refused bundle, they share bundles of their own kind (one refusal reports them all); else
+    each goes alone (shared, they would be refused once per failure in a row), except new
+    guesses past `Foresight.guesses_alone`, which share: a refused one's rest, counted as
+    expected failures, goes as bulk requests (`domain.refusals.rest_goes_bulk`).
     """
     return len(unit.ops) == 1 and unit.ops[0].prior is not None and unit.expected_error is not None
 

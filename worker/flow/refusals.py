@@ -2,8 +2,9 @@
 foresight knows (`domain.lessons`), and say whether the rest of a refused bundle goes as bulk
 requests.
 
-The rule is `worker.domain.refusals`; the shared state is `worker.store.refusals` (one round
-trip per recorded answer that judged something). Why bulk for the rest: with a Registry that
+The rule is `worker.domain.refusals`; the shared state is `worker.store.refusals` (one call per
+recorded answer that judged something, in the round trip of its record unless some of its
+events go again). Why bulk for the rest: with a Registry that
 names one failure per refused bundle, a bundle holding k failures is refused k times in a row,
 each time re-planned whole; as bulk requests the rest's failures are all reported at once and
 cancel nothing (docs/pipeline.md, "Refusals").
