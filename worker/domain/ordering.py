@@ -28,7 +28,7 @@ from api_client.models import Action, ErrorType
 from worker.domain.coalesce import CoalesceMode, Role, merged_action, meta_carried, pair_rule
 from worker.domain.events import ChangeEvent
 from worker.domain.foresight import Foresight, KeyState, Prior
-from worker.domain.keys import EntityKey, ResourceKey, key_of
+from worker.domain.keys import EntityKey, RelationshipKey, ResourceKey, key_of
 from worker.domain.ops import PlannedEvent, PlannedOp, plan_op
 
 
@@ -67,6 +67,10 @@ class _Node:
     """The entity's operation before this one is a DELETE: it starts from an absent entity."""
     prior: Prior | None = None
     """Why foresight expects it to fail (isolated only when that kind is trusted)."""
+    first: bool = False
+    """No earlier operation of the round on its entity: it starts from the stored state."""
+    ends_reset: bool = False
+    """A relationship whose end was created or deleted earlier in the round."""
 
     def add_pred(self, node: int, *, strict: bool) -> None:
         self.preds[node] = self.preds.get(node, False) or strict
@@ -100,9 +104,10 @@ class _Builder:
             node = self.nodes[previous]
             if not node.closed:
                 merged = merged_action(node.action, event.action, mode=self.mode)
-            if merged is Action.DELETE and node.after_delete:
-                # UPSERT+ DELETE of an entity deleted just before: the merge is refused
-                # NOT_FOUND for sure; sent apart, each event meets its fate at once
+            if merged is Action.DELETE and (node.after_delete or self._starts_absent(node)):
+                # UPSERT+ DELETE of an entity deleted just before (or that foresight says is
+                # absent): the merge is refused NOT_FOUND; sent apart, each event meets its fate
+                # at once
                 merged = None
             if event.action is not Action.DELETE and not meta_carried(
                 (earlier.meta for earlier, _ in node.events), event.meta
@@ -143,6 +148,9 @@ class _Builder:
         elif self.absent:
             node.after_delete = str(key) in self.absent
         if self.foresight is not None:
+            node.first = previous is None
+            if isinstance(key, RelationshipKey):
+                node.ends_reset = any(end in self.reset for end in key.endpoints)
             self._foresee(node, previous)
         if isinstance(key, ResourceKey):
             for relationship in self.relationships_since.pop(key, []):
@@ -156,6 +164,18 @@ class _Builder:
         self.nodes.append(node)
         self.last_node[key] = current
         return current
+
+    def _starts_absent(self, node: _Node) -> bool:
+        """Whether foresight says the node's entity is absent before it (known, or never seen
+        while guesses are trusted): an UPSERT+ DELETE merged on it would be refused NOT_FOUND.
+        Not merging is always the one-by-one outcome; it costs an operation, never a request."""
+        foresight = self.foresight
+        if foresight is None or not node.first:
+            return False
+        state = KeyState.ABSENT if node.ends_reset else foresight.state(node.key)
+        return state is KeyState.ABSENT or (
+            state is KeyState.UNSEEN and foresight.isolates(Prior.GUESS)
+        )
 
     def _end_state(self, end: ResourceKey, foresight: Foresight) -> KeyState:
         writer = self.last_node.get(end)
@@ -178,7 +198,7 @@ class _Builder:
             ends = tuple(self._end_state(end, foresight) for end in key.endpoints)
             if previous is not None or node.action is Action.UPSERT:
                 state = KeyState.UNSEEN  # only the ends are foreseen
-            elif any(end in self.reset for end in key.endpoints):
+            elif node.ends_reset:
                 state = KeyState.ABSENT
             else:
                 state = foresight.state(key)

@@ -236,3 +236,14 @@ def test_guesses_go_alone_once_answers_have_judged_them() -> None:
     policy = ForesightPolicy(evidence=4.0, probes=16)
     assert ForesightCounts(guess_hits=1.0, guess_misses=2.0).guesses_alone(policy) == 16
     assert ForesightCounts(guess_hits=3.0, guess_misses=1.0).guesses_alone(policy) is None
+
+
+def test_an_upsert_and_delete_merge_only_on_an_entity_not_known_absent() -> None:
+    events = [res("UPSERT", "provider", "p1", eid="u"), res("DELETE", "provider", "p1", eid="d")]
+    merged = plan_bundles(events, foresight=trusting({str(P1): "1"}))
+    assert [op.event_ids for op in merged.ops] == [("u", "d")]
+    for known in ({str(P1): "2"}, {}):  # known absent; never seen, with guesses trusted
+        apart = plan_bundles(events, foresight=trusting(known))
+        assert [op.event_ids for op in apart.ops] == [("u",), ("d",)]
+    untrusted = Foresight(isolate_known=True, isolate_guess=False)
+    assert [op.event_ids for op in plan_bundles(events, foresight=untrusted).ops] == [("u", "d")]
