@@ -47,13 +47,13 @@ from worker.domain.keys import EntityKey, RelationshipKey
 
 __all__ = [
     "ABSENT_RELATIONSHIP",
+    "END_MISSING",
     "Expectation",
     "Foresight",
     "ForesightCounts",
     "ForesightPolicy",
     "KeyState",
     "Prior",
-    "end_error",
 ]
 
 ABSENT_RELATIONSHIP: Final = "-"
@@ -83,9 +83,8 @@ class Expectation:
     error: ErrorType
 
 
-def end_error() -> ErrorType:
-    """The error of a relationship written to a missing end (the emulator's, docs/emulator.md)."""
-    return ErrorType.FAILED_PRECONDITION
+END_MISSING: Final = ErrorType.FAILED_PRECONDITION
+"""The error of a relationship written to a missing end (the emulator's, docs/emulator.md)."""
 
 
 @dataclass(frozen=True)
@@ -223,9 +222,9 @@ class Foresight:
         (for a relationship) its ends' states; None when it should apply."""
         if ends and action in _WRITES:
             if KeyState.ABSENT in ends:
-                return Expectation(Prior.KNOWN, end_error())
+                return Expectation(Prior.KNOWN, END_MISSING)
             if KeyState.UNSEEN in ends:
-                return Expectation(Prior.GUESS, end_error())
+                return Expectation(Prior.GUESS, END_MISSING)
         if ends and action is Action.DELETE and KeyState.ABSENT in ends:
             return Expectation(Prior.KNOWN, ErrorType.NOT_FOUND)
         if action is Action.CREATE and state is KeyState.EXISTS:

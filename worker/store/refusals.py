@@ -11,7 +11,6 @@ quiet (they are statistics and placement hints, never work).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import redis
@@ -22,10 +21,9 @@ from worker.domain.lessons import Learned, Lesson
 from worker.domain.refusals import Observation, RefusalState, decay_factor
 from worker.store import keys
 from worker.store.codec import text
-from worker.store.scripts import script_source
 
 if TYPE_CHECKING:
-    from redis.commands.core import Script
+    pass
 
 __all__ = [
     "RefusalStats",
@@ -93,48 +91,22 @@ def fold_arguments(
     return args
 
 
-def state_from_reply(reply: Sequence[object]) -> RefusalState:
-    """The state refusals.lua answers after a fold."""
-    return _state(reply)
-
-
 class RefusalStats:
-    """The refusal rate of every source, on one client."""
+    """The refusal rate of every source, on one client (folded by the store with each record:
+    `StoreRecording.record`, `fold_refusals`)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    @cached_property
-    def _script(self) -> Script:
-        return self.client.register_script(script_source("refusals"))
-
-    def fold(
-        self,
-        source: str,
-        seen: Observation,
-        *,
-        halflife_ops: float,
-        ttl_ms: int,
-        lesson: Lesson | None = None,
-        known_cap: int = 0,
-    ) -> RefusalState:
-        """Fold one answer's counts into the source's state, and its lesson into what
-        foresight knows (`known_cap`: the most entities kept, 0 to learn nothing); the
-        refusal state after it."""
-        args = fold_arguments(
-            seen, halflife_ops=halflife_ops, ttl_ms=ttl_ms, lesson=lesson, known_cap=known_cap
-        )
-        reply = self._script(keys=[keys.prefix(source)], args=args)
-        return _state(reply)
-
     def state(self, source: str) -> RefusalState:
         """The source's state as stored (zero when none)."""
         fields = ["f", "j", "every", "kh", "km", "gh", "gm"]
-        return _state(self.client.hmget(keys.refusals_key(source), fields))
+        return state_from_reply(self.client.hmget(keys.refusals_key(source), fields))
 
 
-def _state(raw: Sequence[object]) -> RefusalState:
-    """f, j, every, kh, km, gh, gm as stored (missing ones zero)."""
+def state_from_reply(raw: Sequence[object]) -> RefusalState:
+    """f, j, every, kh, km, gh, gm as stored, or as refusals.lua answers a fold (missing ones
+    zero)."""
     f, j, every = raw[0], raw[1], raw[2]
     return RefusalState(
         _number(f or 0),

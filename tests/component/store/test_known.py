@@ -9,10 +9,11 @@ from worker.domain.foresight import Foresight, KeyState
 from worker.domain.keys import RelationshipKey, ResourceKey
 from worker.domain.lessons import Learned, Lesson
 from worker.domain.refusals import Observation
+from worker.store import Store
 from worker.store.keys import SourceKeys
-from worker.store.refusals import RefusalStats
+from worker.store.refusals import RefusalStats, fold_arguments
 
-from .conftest import SOURCE
+from .conftest import SOURCE, fast_settings
 
 P1 = ResourceKey(SOURCE, "provider", "p1")
 O1 = ResourceKey(SOURCE, "office", "o1")
@@ -22,10 +23,9 @@ LINK = RelationshipKey(SOURCE, "works-at", "office", "o1", "provider", "p1")
 def teach(client: redis.Redis, *facts: tuple[Learned, ResourceKey | RelationshipKey],
           cap: int = 1000, **tallies: int) -> None:  # fmt: skip
     lesson = Lesson(facts=tuple(facts), **tallies)
-    RefusalStats(client).fold(
-        SOURCE, Observation(0, len(facts)), halflife_ops=2000.0, ttl_ms=60_000, lesson=lesson,
-        known_cap=cap,
-    )  # fmt: skip
+    fold = fold_arguments(Observation(0, len(facts)), halflife_ops=2000.0, ttl_ms=60_000,
+                          lesson=lesson, known_cap=cap)  # fmt: skip
+    Store(client, fast_settings()).fold_refusals(SOURCE, fold)
 
 
 def sight(client: redis.Redis) -> Foresight:
