@@ -102,6 +102,12 @@ class IngestSettings(BaseSettings):
     coalesce_mode: CoalesceMode = CoalesceMode.SUPERSEDE
     """`supersede` merges where the coalescing table allows; `strict` sends every event alone."""
 
+    send_concurrency: int = Field(default=4, ge=1, le=64)
+    """Bundles one worker process has in flight at once. The bundles a round makes ready share
+    no entity (commit.lua makes ready only what follows nothing unfinished), so they may go side
+    by side: while one waits for the Registry, the process plans, records or sends another.
+    1 sends them one after another."""
+
     # -- claims, retries and polls ---------------------------------------------------------------
     claim_ttl_ms: int = Field(default=120_000, ge=1)
     """A worker's hold on a bundle record; renewed while it works; above the HTTP deadline."""
@@ -369,6 +375,8 @@ class IngestSettings(BaseSettings):
                 write_timeout_s=read,
                 pool_timeout_s=connect,
                 retry=retry,
+                max_connections=max(10, self.send_concurrency + 2),
+                max_keepalive_connections=max(5, self.send_concurrency),
             )
         except ValidationError as exc:
             raise SettingsError(_problems(exc)) from None

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 @dataclass
 class _Counts:
     def add(self, other: _Counts) -> None:
-        """Add another report's counts into this one."""
-        for f in fields(self):
+        """Add another report's counts into this one (a report of a narrower kind: its fields)."""
+        for f in fields(other):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if isinstance(mine, int):
                 setattr(self, f.name, mine + theirs)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import httpx
@@ -55,11 +58,31 @@ class Deps:
     """Reads profiles for publish's pre-validation (one attempt, short); None: only what is
     cached in Redis is used."""
 
+    _senders: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _senders_pid: int = field(default=0, init=False, repr=False)
+    _senders_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
     def __repr__(self) -> str:
         return f"Deps(base_url={self.settings.base_url!r})"
 
+    def senders(self) -> ThreadPoolExecutor:
+        """The threads that send bundles side by side (`send_concurrency`), made on first use in
+        each process: threads do not survive a fork."""
+        with self._senders_lock:
+            if self._senders is None or self._senders_pid != os.getpid():
+                self._senders = ThreadPoolExecutor(
+                    max_workers=self.settings.send_concurrency, thread_name_prefix="ingest-send"
+                )
+                self._senders_pid = os.getpid()
+            return self._senders
+
     def close(self) -> None:
-        """Close the Registry clients' pools (the Redis client belongs to whoever gave it)."""
+        """Close the Registry clients' pools and the sending threads (the Redis client belongs to
+        whoever gave it)."""
+        with self._senders_lock:
+            if self._senders is not None and self._senders_pid == os.getpid():
+                self._senders.shutdown(wait=True)
+            self._senders = None
         self.client.close()
         if self.profiles is not None:
             self.profiles.close()

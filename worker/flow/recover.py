@@ -19,8 +19,10 @@ round is claimed just before it is worked on (`flow/claims.py`), and one whose e
 
 from __future__ import annotations
 
+import contextvars
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 import structlog
 
@@ -31,6 +33,7 @@ from worker.flow.layout import LayoutError, Sendable, rebuild_bundle, sendable_e
 from worker.flow.readback import ReadAgain, give_up_all, poison_reason, resolve_unknown
 from worker.flow.submit import (
     Claimed,
+    Step,
     mark_unknown,
     nudge_ready,
     record_resolution,
@@ -107,8 +110,10 @@ def _read_back(
 def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult:
     """Recover these bundles of one source (expired claims, retries and read-backs come due),
     each claimed just before it is worked on (`flow/claims.py`); one whose entry is not due
-    (a repeated message, or a retry time not come) is left alone."""
+    (a repeated message, or a retry time not come) is left alone. The `planned` ones claimed
+    together are sent together (`send_in_order`), before any read-back that follows them."""
     result = RecoverResult()
+    ready: deque[Claimed] = deque()
     for bundle_id in bundle_ids:
         record = claim_one(deps, source, bundle_id, "recover", result)
         if record is None:
@@ -120,6 +125,7 @@ def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult
         if claimed is None:
             continue
         if record.state == "sending":
+            send_in_order(deps, source, ready, {}, result)  # a read-back may take long
             _read_back(deps, source, record, claimed, result)
             continue
         give_up = poison_reason(deps, record.recoveries, "submitting")
@@ -128,7 +134,8 @@ def recover(deps: Deps, source: str, bundle_ids: Sequence[str]) -> RecoverResult
             record_resolution(deps, source, claimed, give_up_all(claimed.plan, give_up), result)
             continue
         result.resubmitted += 1
-        send_in_order(deps, source, deque([claimed]), {}, result)
+        ready.append(claimed)
+    send_in_order(deps, source, ready, {}, result)
     nudge_ready(deps, source, result.ready)
     return result
 
@@ -140,37 +147,75 @@ def send_in_order(
     waiting: dict[str, Sendable],
     counts: SubmitCounts,
 ) -> None:
-    """Send these claimed bundles one after another, then those of `waiting` (bundles planned
-    here, kept in memory) that become ready meanwhile, and the bundles that take the place of a
-    recorded one (its events sent again, planned again here); renew the claims of those still
-    waiting their turn (`claims.Renewal`). Other bundles that become ready are nudged to any
-    worker (and left out of `counts.ready`)."""
-    renewal = Renewal(
-        deps, lambda: deps.store.renew(source, [(b.bundle_id, b.fence) for b in own], deps.now_ms())
-    )
-    while own:
-        renewal()
-        claimed = own.popleft()
-        seen = len(counts.ready)
-        submit_claimed(deps, source, claimed, counts)
-        waiting.update(counts.replanned)
-        counts.replanned.clear()
-        became_ready = counts.ready[seen:]
-        del counts.ready[seen:]
-        mine = [b for b in became_ready if b in waiting]
-        others = [b for b in became_ready if b not in waiting]
-        if others:
-            nudge_ready(deps, source, others)
-        if not mine:
+    """Send these claimed bundles, up to `send_concurrency` at once, then those of `waiting`
+    (bundles planned here, kept in memory) that become ready meanwhile, and the bundles that take
+    the place of a recorded one (its events sent again, planned again here); renew the claims of
+    those still waiting their turn (`claims.Renewal`). Other bundles that become ready are nudged
+    to any worker (and left out of `counts.ready`).
+
+    Bundles that are ready at the same time share no entity: commit.lua and record.lua make a
+    bundle ready only once everything it follows is recorded, so none of them waits for another
+    in flight. Each is sent in its own thread with its own counts, added here as it ends; an
+    error in one stops new sends, lets those in flight end, and is raised.
+    """
+    limit = deps.settings.send_concurrency
+    flying: dict[Future[Step], tuple[Claimed, SubmitCounts]] = {}
+
+    def held() -> list[tuple[str, int]]:
+        claims = [*own, *(claimed for claimed, _ in flying.values())]
+        return [(b.bundle_id, b.fence) for b in claims]
+
+    renewal = Renewal(deps, lambda: deps.store.renew(source, held(), deps.now_ms()))
+    failure: BaseException | None = None
+    while own or flying:
+        while own and failure is None and len(flying) < limit:
+            renewal()
+            claimed = own.popleft()
+            mine = SubmitCounts()
+            context = contextvars.copy_context()
+            future = deps.senders().submit(context.run, submit_claimed, deps, source, claimed, mine)
+            flying[future] = (claimed, mine)
+        if not flying:
+            break
+        done, _ = wait(flying, return_when=FIRST_COMPLETED)
+        for future in done:
+            _, mine = flying.pop(future)
+            error = future.exception()
+            if error is not None:
+                failure = failure or error
+                continue
+            if failure is None:
+                _take_over(deps, source, mine, own, waiting, counts)
+    if failure is not None:
+        raise failure
+
+
+def _take_over(
+    deps: Deps,
+    source: str,
+    mine: SubmitCounts,
+    own: deque[Claimed],
+    waiting: dict[str, Sendable],
+    counts: SubmitCounts,
+) -> None:
+    """Add one submission's counts, and queue the bundles of `waiting` it made ready (claimed
+    here); nudge the others it made ready to any worker."""
+    counts.add(mine)
+    waiting.update(mine.replanned)
+    mine_ready = [b for b in mine.ready if b in waiting]
+    others = [b for b in mine.ready if b not in waiting]
+    if others:
+        nudge_ready(deps, source, others)
+    if not mine_ready:
+        return
+    for record in deps.store.claim(source, mine_ready, deps.now_ms(), "recover"):
+        if record.code != "ok" or record.fence is None:
             continue
-        for record in deps.store.claim(source, mine, deps.now_ms(), "recover"):
-            if record.code != "ok" or record.fence is None:
-                continue
-            plan = waiting.pop(record.bundle_id)
-            if record.event_ids == sendable_event_ids(plan):
-                own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))
-                continue
-            # trimmed while it waited (what it followed sent events back): rebuilt from its record
-            rebuilt = load_or_park(deps, source, record, counts)
-            if rebuilt is not None:
-                own.append(rebuilt)
+        plan = waiting.pop(record.bundle_id)
+        if record.event_ids == sendable_event_ids(plan):
+            own.append(Claimed(record.bundle_id, record.fence, plan, validated=True))
+            continue
+        # trimmed while it waited (what it followed sent events back): rebuilt from its record
+        rebuilt = load_or_park(deps, source, record, counts)
+        if rebuilt is not None:
+            own.append(rebuilt)

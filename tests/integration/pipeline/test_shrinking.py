@@ -37,7 +37,10 @@ def bundles_sent(harness: Harness, since: int = 0) -> list[tuple[int, int]]:
 def test_shrinking_after_a_refusal_smaller_bundles_land_then_grow_back(
     harness_factory: HarnessFactory,
 ) -> None:
-    harness = harness_factory(max_bundle_ops=MAX_OPS, shrink_recovery_ms=RECOVERY_MS)
+    # bundles one after another: the exact sequence of requests is what this test reads
+    harness = harness_factory(
+        max_bundle_ops=MAX_OPS, shrink_recovery_ms=RECOVERY_MS, send_concurrency=1
+    )
     offset = [0]
     harness.deps.now_ms = lambda: wall_clock_ms() + offset[0]
     harness.add_fault(
