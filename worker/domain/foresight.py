@@ -15,7 +15,9 @@ refused NOT_FOUND), as a generation per resource, odd while it exists; and per r
 generations of its ends when it was last written, so a resource deleted and created again takes
 its old relationships out of what is known (the Registry deletes them with it). A key held by an
 unfinished bundle is taken as that bundle's operation leaves it, and a key written earlier in
-the same round as that write leaves it.
+the same round as that write leaves it. Unfinished bundles that delete or create an end take a
+relationship out of what is known; one that writes the relationship while another deletes or
+creates an end leaves it UNSURE (their order is not known here), and nothing is expected of it.
 
 Two kinds of expectation (`Prior`):
 - KNOWN: the operation contradicts what is known: a CREATE of an entity known to exist, a
@@ -57,6 +59,13 @@ __all__ = [
 ]
 
 ABSENT_RELATIONSHIP: Final = "-"
+UPSERT_AFTER_RESET: Final = "UPSERT+"
+"""A held key's action when its unfinished UPSERT follows an unfinished DELETE or CREATE of the
+entity: the entity it writes is not the one the pipeline knows (nor are its relationships)."""
+_RESETS: Final = frozenset({Action.DELETE.value, Action.CREATE.value, UPSERT_AFTER_RESET})
+EXPECTED_TO_FAIL: Final = "?"
+"""Prefix of a held key's action when its operation went apart as an expected failure: the
+entity is taken as it was before it (a refusal changes nothing)."""
 """The stored value of a relationship known not to exist (deleted, or refused NOT_FOUND)."""
 
 
@@ -73,6 +82,9 @@ class KeyState(Enum):
     EXISTS = "exists"
     ABSENT = "absent"
     UNSEEN = "unseen"
+    UNSURE = "unsure"
+    """Unfinished bundles write it and delete or create an end of it, in an order the round
+    cannot see: nothing is expected of it."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +190,14 @@ class Foresight:
         """Whether an operation with this kind of expectation goes alone."""
         return self.isolate_known if prior is Prior.KNOWN else self.isolate_guess
 
+    def _reset(self, key: str) -> bool:
+        """Whether an unfinished bundle deletes or creates the entity (or writes it behind one
+        that does: `UPSERT_AFTER_RESET`)."""
+        return self.held.get(key) in _RESETS
+
     def _held_state(self, key: str) -> KeyState | None:
         action = self.held.get(key)
-        if action is None:
+        if action is None or action.startswith(EXPECTED_TO_FAIL):
             return None
         return KeyState.ABSENT if action == Action.DELETE.value else KeyState.EXISTS
 
@@ -188,6 +205,10 @@ class Foresight:
         """The entity's state before this round's operations on it."""
         name = str(key)
         held = self._held_state(name)
+        if held is KeyState.EXISTS and isinstance(key, RelationshipKey) and self._ends_reset(key):
+            # written by one unfinished bundle, its end deleted or created by another: which
+            # came last is not in `held` (a DELETE of an end takes the relationship with it)
+            return KeyState.UNSURE
         if held is not None:
             return held
         raw = self.known.get(name)
@@ -200,17 +221,20 @@ class Foresight:
             return KeyState.UNSEEN
         return KeyState.EXISTS if generation % 2 else KeyState.ABSENT
 
+    def _ends_reset(self, key: RelationshipKey) -> bool:
+        """Whether an unfinished bundle deletes or creates an end of the relationship."""
+        return any(self._reset(str(end)) for end in key.endpoints)
+
     def _relationship_state(self, key: RelationshipKey, raw: str) -> KeyState:
         if raw == ABSENT_RELATIONSHIP:
             return KeyState.ABSENT
         stored = raw.split(":")
         if len(stored) != 2:
             return KeyState.UNSEEN
+        if self._ends_reset(key):
+            return KeyState.ABSENT  # an end goes (or went) away after its last write: so did it
         for end, written in zip(key.endpoints, stored, strict=True):
-            name = str(end)
-            if self.held.get(name) in (Action.DELETE.value, Action.CREATE.value):
-                return KeyState.ABSENT  # its end goes (or went) away: so does the relationship
-            now = _generation(self.known.get(name))
+            now = _generation(self.known.get(str(end)))
             if now is None or str(now) != written or not now % 2:
                 return KeyState.ABSENT
         return KeyState.EXISTS

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from api_client.models import ErrorBody
 from worker.domain.bulk import plan_bulk, validate_bulk_plan
-from worker.domain.foresight import Foresight, Prior
+from worker.domain.foresight import EXPECTED_TO_FAIL, Foresight, Prior
 from worker.domain.keys import RelationshipKey
+from worker.domain.ops import PlannedOp
 from worker.domain.outcomes import outcomes_for_rejections
 from worker.domain.plan import BundlePlan, Plan, PlanCaps, Rejection, bundle_of_ops, plan_bundles
 from worker.domain.plan_check import validate_plan
@@ -187,6 +188,7 @@ def plan_events(
     after_delete: Collection[str] = frozenset(),
     claim: bool = False,
     foresight: Foresight | None = None,
+    expected: Collection[str] = frozenset(),
 ) -> tuple[list[PlannedBundle], list[RejectedEvent]]:
     """`read` (seq order, one kind of request) in bundles, each with the earlier ones of the
     plan it must follow; and the events no bundle can carry.
@@ -194,6 +196,8 @@ def plan_events(
     Args:
         claim: the caller sends the bundles itself once ready (claimed at commit).
         foresight: what the source's answers said of the keys read (bundles only).
+        expected: events that went apart as expected failures before (sent again, as the rest
+            of a refused bundle): their operations are held as such (`held_action`).
     """
     events = [event_from_mapping(e.body, e.content) for e in read]
     no_merge = {e.event_id for e in read if e.no_merge}
@@ -218,7 +222,7 @@ def plan_events(
         for outcome in outcomes_for_rejections(plan).outcomes:
             error = outcome.error.model_dump_json(exclude_none=True) if outcome.error else "{}"
             rejected.append((outcome.event_id, error))
-    planned = _to_commit(deps, sendables, read, claim=claim)
+    planned = _to_commit(deps, sendables, read, claim=claim, expected=expected)
     return planned, [RejectedEvent(event_id, error) for event_id, error in rejected]
 
 
@@ -259,7 +263,12 @@ def plan_rest(
 
 
 def _to_commit(
-    deps: Deps, sendables: Sequence[Sendable], read: Sequence[ReadEvent], *, claim: bool
+    deps: Deps,
+    sendables: Sequence[Sendable],
+    read: Sequence[ReadEvent],
+    *,
+    claim: bool,
+    expected: Collection[str] = frozenset(),
 ) -> list[PlannedBundle]:
     """Each sendable with what commit.lua (or record.lua, for a replacement) takes: its keys,
     layout, groups, and the earlier ones of `sendables` it must follow."""
@@ -293,7 +302,17 @@ def _to_commit(
             after=tuple(sorted(after)),
             claim=claim,
             size=sum(sizes[e] for e in event_ids),
-            actions={str(op.key): op.action.value for op in sendable.ops},
+            actions={str(op.key): held_action(op, expected) for op in sendable.ops},
         )
         planned.append(PlannedBundle(sendable, commit))
     return planned
+
+
+def held_action(op: PlannedOp, expected: Collection[str] = frozenset()) -> str:
+    """What an unfinished bundle's operation leaves its entity as, for the rounds planned while
+    it is in flight (hash `la`): its action, marked when it went apart as an expected failure,
+    now or in the refused bundle it is the rest of (`expected`: foresight then takes the entity
+    as it was before it)."""
+    if (op.prior is not None and op.expected_error is not None) or op.carrier.event_id in expected:
+        return EXPECTED_TO_FAIL + op.action.value
+    return op.action.value

@@ -262,7 +262,12 @@ def _replan(
         rest = plan_rest(deps, source, claimed.plan, events, caps)
         if rest is not None:
             return rest
-    planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps)
+    expected = {
+        op.carrier.event_id
+        for op in claimed.plan.ops
+        if op.prior is not None and op.expected_error is not None
+    }
+    planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps, expected=expected)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
     return planned
 

@@ -827,6 +827,47 @@ def test_a_delete_still_unsent_is_known_to_later_rounds_until_it_is_recorded(sto
     assert read(store, token="t3").after_delete == frozenset()
 
 
+def test_an_upsert_behind_an_unsent_delete_is_held_as_a_reset_until_the_delete_is_recorded(
+    store, client, names
+):
+    # Given an unsent DELETE of p1, then an UPSERT of p1 planned behind it
+    put(store, resource("DELETE", eid="d"))
+    deleting = replace(bundle("B1", "d", writes=[P1]), actions={P1: "DELETE"})
+    assert commit(store, read(store), deleting) == {"B1": ("ready", 1)}
+    put(store, resource(eid="u"))
+    upserting = replace(bundle("B2", "u", writes=[P1]), actions={P1: "UPSERT"})
+    assert commit(store, read(store, token="t2"), upserting) == {"B2": ("waiting", 0)}
+
+    # When a round reads a link to p1, p1 is held as deleted or created again (its old
+    # relationships go with it), though its last planned operation is an UPSERT
+    put(store, link(eid="l"))
+    round_ = read(store, token="t3")
+    assert round_.held == {P1: "UPSERT+"}
+    commit(store, round_)
+
+    # Then once the DELETE is recorded, the UPSERT behind it is a plain one
+    record(store, "B1", ("d", "APPLIED"))
+    again = read(store, token="t4")
+    assert ids(again) == ["l"]
+    assert again.held == {P1: "UPSERT"}
+
+
+def test_an_operation_that_went_apart_as_an_expected_failure_is_held_as_such(store, client, names):
+    # Given a CREATE of p1 planned apart because it is expected to be refused (`?CREATE`)
+    put(store, resource("CREATE", eid="c"))
+    creating = replace(bundle("B1", "c", writes=[P1]), actions={P1: "?CREATE"})
+    commit(store, read(store), creating)
+
+    # When an UPSERT of p1 is planned behind it and a round reads a link to p1
+    put(store, resource(eid="u"))
+    upserting = replace(bundle("B2", "u", writes=[P1]), actions={P1: "UPSERT"})
+    commit(store, read(store, token="t2"), upserting)
+    put(store, link(eid="l"))
+
+    # Then the expected failure is not a reset of p1: the UPSERT is a plain one
+    assert read(store, token="t3").held == {P1: "UPSERT"}
+
+
 def test_a_round_reads_what_is_held_and_known_of_its_keys_and_ends(store, client, names):
     # Given p1 held by an unsent DELETE, o1 known to exist, and foresight's counts
     put(store, resource("DELETE", eid="d"))

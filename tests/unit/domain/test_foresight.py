@@ -54,6 +54,41 @@ def test_a_relationship_exists_only_while_its_ends_are_the_ones_it_was_written_w
     assert Foresight(known=both).state(LINK) is KeyState.UNSEEN
 
 
+def test_a_held_relationship_whose_end_is_deleted_or_created_too_is_unsure() -> None:
+    # Given a link written by one unfinished bundle and its provider created by another: the
+    # provider may have been deleted after the link was written (taking it away) or before
+    both = {str(O1): "1", str(P1): "3", str(LINK): "1:3"}
+    for end_action in ("CREATE", "DELETE"):
+        sight = Foresight(known=both, held={str(LINK): "UPSERT", str(P1): end_action})
+        # Then nothing is expected of a CREATE of it (it was refused ALREADY_EXISTS before)
+        assert sight.state(LINK) is KeyState.UNSURE
+        assert sight.expect(LINK, Action.CREATE, KeyState.UNSURE, ()) is None
+        assert sight.expect(LINK, Action.DELETE, KeyState.UNSURE, ()) is None
+    # a held DELETE of the link leaves it absent whatever its ends do
+    held = {str(LINK): "DELETE", str(P1): "CREATE"}
+    assert Foresight(known=both, held=held).state(LINK) is KeyState.ABSENT
+    # ends only written (UPSERT) leave the held link as its bundle leaves it
+    held = {str(LINK): "UPSERT", str(P1): "UPSERT"}
+    assert Foresight(known=both, held=held).state(LINK) is KeyState.EXISTS
+
+
+def test_an_upsert_held_behind_a_reset_takes_the_relationships_of_its_entity_away() -> None:
+    both = {str(O1): "1", str(P1): "3", str(LINK): "1:3"}
+    # an UPSERT of p1 behind an unfinished DELETE or CREATE of it: the link goes with p1
+    assert Foresight(known=both, held={str(P1): "UPSERT+"}).state(LINK) is KeyState.ABSENT
+    assert Foresight(known=both, held={str(P1): "UPSERT+"}).state(P1) is KeyState.EXISTS
+    # a plain UPSERT leaves the link as it was written
+    assert Foresight(known=both, held={str(P1): "UPSERT"}).state(LINK) is KeyState.EXISTS
+
+
+def test_a_key_held_by_an_expected_failure_is_taken_as_it_was_before_it() -> None:
+    both = {str(O1): "1", str(P1): "3", str(LINK): "1:3"}
+    sight = Foresight(known=both, held={str(P1): "?CREATE", str(LINK): "?DELETE"})
+    assert sight.state(P1) is KeyState.EXISTS
+    assert sight.state(LINK) is KeyState.EXISTS
+    assert Foresight(held={str(P1): "?DELETE"}).state(P1) is KeyState.UNSEEN
+
+
 def test_an_unreadable_value_counts_as_never_seen() -> None:
     assert Foresight(known={str(P1): "x"}).state(P1) is KeyState.UNSEEN
     assert Foresight(known={str(LINK): "1"}).state(LINK) is KeyState.UNSEEN

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -16,7 +17,13 @@ from worker.domain.keys import key_of, resources_touched
 from worker.domain.plan import BundlePlan, PlanCaps, bundle_of_ops
 from worker.flow.deps import Deps
 from worker.flow.layout import LayoutError, encode_layout, layout_event_ids, rebuild_bundle
-from worker.flow.planning import PlannedBundle, blocked_events, plan_rest, plan_round
+from worker.flow.planning import (
+    PlannedBundle,
+    blocked_events,
+    plan_events,
+    plan_rest,
+    plan_round,
+)
 from worker.settings import IngestSettings
 from worker.store.codec import event_from_json
 from worker.store.records import ReadEvent, ReadRound
@@ -266,3 +273,38 @@ def test_plan_rest_plans_again_a_rest_over_the_source_s_shrunk_cap():
     assert _rest(bundle, events[0], target_operations=2) is None
     assert _rest(bundle, events[0], target_operations=3) is not None
     assert _rest(bundle, *events) is None  # nothing left to send
+
+
+def test_plan_round_holds_an_expected_failure_as_such_and_the_rest_plainly():
+    # Given p1 known absent (generation 2) and p2 known to exist
+    read = replace(
+        round_of(resource("DELETE", id_="p1"), resource("CREATE", id_="p2"), resource(id_="p3")),
+        known={"res:src:provider:p1": "2", "res:src:provider:p2": "1"},
+    )
+
+    bundles = plan_round(deps(), "src", read).bundles
+
+    # Then the DELETE and the CREATE go apart, and later rounds are told they are expected to
+    # fail (`?`): while they are in flight, their entities are taken as they were before them
+    actions: dict[str, str] = {}
+    for b in bundles:
+        actions.update(b.commit.actions)
+    assert actions == {
+        "res:src:provider:p1": "?DELETE",
+        "res:src:provider:p2": "?CREATE",
+        "res:src:provider:p3": "UPSERT",
+    }
+
+
+def test_plan_events_holds_the_rest_of_a_refused_bundle_of_expected_failures_as_such():
+    # Given the rest of a refused bundle of expected failures, sent again as bulk requests
+    rest = round_of(resource("DELETE", id_="p1"), resource(id_="p2"), bulk=True).events
+    deleting = rest[0].event_id
+
+    bundles, _ = plan_events(deps(), rest, bulk=True, caps=PlanCaps(), expected={deleting})
+
+    # Then what went apart as expected to fail is still held as such (not as a DELETE)
+    actions: dict[str, str] = {}
+    for b in bundles:
+        actions.update(b.commit.actions)
+    assert actions == {"res:src:provider:p1": "?DELETE", "res:src:provider:p2": "UPSERT"}

@@ -108,6 +108,41 @@ local function hdel_all(key, names)
   end
 end
 
+-- `la` key -> the action of the last unfinished bundle that writes it. An UPSERT behind an
+-- unfinished DELETE or CREATE of the entity is `UPSERT+<that bundle>`: the entity is deleted or
+-- created again after what the pipeline knows of it, and its relationships with it; read.lua
+-- reports it as `UPSERT+` while that bundle is unfinished. Call before the bundle takes the
+-- keys' holds, or give the writers it takes them over from (`prev`).
+local function set_actions(acts, prev) -- {key = action}, {key = writer before} or nil
+  local names, values, upserts = {}, {}, {}
+  for k, action in pairs(acts) do
+    names[#names + 1] = k
+    values[#names] = action
+    if action == 'UPSERT' then upserts[#upserts + 1] = #names end
+  end
+  if #upserts > 0 then
+    local wanted = {}
+    for j, i in ipairs(upserts) do wanted[j] = names[i] end
+    local before = hmget_all(P .. 'la', wanted)
+    local writers = prev or {}
+    if not prev then
+      local got = hmget_all(P .. 'hx', wanted)
+      for j, k in ipairs(wanted) do writers[k] = got[j] end
+    end
+    for j, i in ipairs(upserts) do
+      local b = before[j]
+      if (b == 'DELETE' or b == 'CREATE') and writers[wanted[j]] then
+        values[i] = 'UPSERT+' .. writers[wanted[j]]
+      elseif b and string.sub(b, 1, 7) == 'UPSERT+' then
+        values[i] = b
+      end
+    end
+  end
+  local flat = {}
+  for i, k in ipairs(names) do flat[#flat + 1] = k; flat[#flat + 1] = values[i] end
+  hset_all(P .. 'la', flat)
+end
+
 -- Holds: `hx` key -> the last unfinished bundle that writes it (`la` key -> the action of its
 -- operation there, so planning knows an entity deleted just before); `hs:<key>` the unfinished bundles
 -- that read it (a relationship's end) since; `hsn` key -> how many. A bundle's predecessors are
@@ -498,14 +533,15 @@ local function replace(bid, bundles, now)
         f.changed = true
       end
     end
-    local acts = as_list(b.acts)
+    local acts, taken, prev = as_list(b.acts), {}, {}
     for _, k in ipairs(x_keys) do
       local w = redis.call('HGET', P .. 'hx', k)
       if not w or mine[w] or not bundle_alive(w) then
         redis.call('HSET', P .. 'hx', k, b.id)
-        if acts[k] then redis.call('HSET', P .. 'la', k, acts[k]) end
+        taken[k], prev[k] = acts[k], w
       end
     end
+    set_actions(taken, prev)
     for _, k in ipairs(s_keys) do
       local w = redis.call('HGET', P .. 'hx', k)
       if (not w or mine[w] or not bundle_alive(w))

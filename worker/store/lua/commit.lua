@@ -83,10 +83,8 @@ for _, b in ipairs(as_list(cfg.bundles)) do
       end
     end
     table.sort(pre)
+    set_actions(as_list(b.acts))
     hold(b.id, x_keys, s_keys)
-    local acts = {}
-    for k, action in pairs(as_list(b.acts)) do acts[#acts + 1] = k; acts[#acts + 1] = action end
-    hset_all(P .. 'la', acts)
     redis.call('ZREM', P .. 'ready', unpack(evs))
     redis.call('HINCRBY', P .. 'stats', 'buffered', -#evs)
     local bytes = tonumber(b.bytes) or 0

@@ -121,15 +121,23 @@ end
 
 -- the keys read that an unfinished bundle writes, with its operation's action: planning does
 -- not merge an UPSERT+ DELETE after a DELETE still unsent (it would be refused NOT_FOUND), and
--- foresight takes a held key as that operation leaves it
+-- foresight takes a held key as that operation leaves it (`?<action>`: one expected to fail,
+-- which leaves it as it was; `UPSERT+`: an UPSERT behind an unfinished DELETE or CREATE)
 if count > 0 and redis.call('HLEN', P .. 'la') > 0 then
   local deleted, listed, held = {}, {}, {}
   local actions = hmget_all(P .. 'la', keys)
   for j, k in ipairs(keys) do
-    if actions[j] then held[k] = actions[j] end
+    local action = actions[j]
+    if action and string.sub(action, 1, 7) == 'UPSERT+' then
+      -- behind a DELETE or CREATE: `UPSERT+` while that bundle is unfinished
+      local st = redis.call('HGET', P .. 'bd:' .. string.sub(action, 8), 'st')
+      action = (st and st ~= 'recorded') and 'UPSERT+' or 'UPSERT'
+    end
+    if action then held[k] = action end
   end
   for _, row in ipairs(rowkeys) do
-    if held[row[1]] == 'DELETE' and not listed[row[1]] then
+    local action = held[row[1]]
+    if (action == 'DELETE' or action == '?DELETE') and not listed[row[1]] then
       listed[row[1]] = true
       deleted[#deleted + 1] = row[1]
     end
