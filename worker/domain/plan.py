@@ -137,8 +137,8 @@ def foreseen(unit: Unit) -> bool:
     nothing that would have applied. Where the source's Registry names every failure of a
     refused bundle, they share bundles of their own kind (one refusal reports them all); else
     each goes alone (shared, they would be refused once per failure in a row), except new
-    guesses past `Foresight.guesses_alone`, which share: a refused one's rest, counted as
-    expected failures, goes as bulk requests (`domain.refusals.rest_goes_bulk`).
+    guesses past `Foresight.guesses_alone`, which share: a refused one's rest goes each alone
+    (`flow.refusals.expected_apart`).
     """
     return len(unit.ops) == 1 and unit.ops[0].prior is not None and unit.expected_error is not None
 

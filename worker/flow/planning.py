@@ -227,18 +227,25 @@ def plan_events(
 
 
 def plan_rest(
-    deps: Deps, source: str, bundle: BundlePlan, read: Sequence[ReadEvent], caps: PlanCaps
+    deps: Deps,
+    source: str,
+    bundle: BundlePlan,
+    read: Sequence[ReadEvent],
+    caps: PlanCaps,
+    *,
+    apart: bool = False,
 ) -> list[PlannedBundle] | None:
     """The rest of a refused bundle (`read`: the events it sends again) as the bundle's own
-    operations minus those that met their fate, in one bundle; None when it must be planned
-    again (`plan_events`).
+    operations minus those that met their fate, in one bundle (`apart`: each in a bundle of its
+    own); None when it must be planned again (`plan_events`).
 
     Why: planning a rest again cost as much as planning it the first time, once per refusal, for
     the same answer. When every operation kept is sent again whole (nothing unmerged), the rest
     is a subset of one bundle that passed `validate_plan`: one operation per entity, resources
     first, every rule between its operations held. Dropping operations breaks none of them, and
     planning the rest events again would merge and order them the same way, in one bundle. A
-    rest over the source's caps now (the answer may have shrunk them) is planned again.
+    rest over the source's caps now (the answer may have shrunk them) is planned again. Apart,
+    each operation follows the earlier ones it conflicts with (`_to_commit`), as in one bundle.
     """
     kept = {e.event_id for e in read}
     ops = []
@@ -253,13 +260,18 @@ def plan_rest(
         covered += inside
     if not ops or covered != len(kept):
         return None
-    if len(ops) > (caps.target_operations or caps.max_operations):
+    if apart:
+        rests = [bundle_of_ops(i, [op], isolated=True) for i, op in enumerate(ops)]
+    else:
+        if len(ops) > (caps.target_operations or caps.max_operations):
+            return None
+        rests = [bundle_of_ops(0, ops, isolated=bundle.isolated)]
+    if any(rest.size_bytes > caps.max_bytes for rest in rests):
         return None
-    rest = bundle_of_ops(0, ops, isolated=bundle.isolated)
-    if rest.size_bytes > caps.max_bytes:
-        return None
-    validate_plan(Plan(source, deps.settings.coalesce_mode, (rest,)), deps.settings.plan_caps())
-    return _to_commit(deps, [rest], read, claim=False)
+    validate_plan(
+        Plan(source, deps.settings.coalesce_mode, tuple(rests)), deps.settings.plan_caps()
+    )
+    return _to_commit(deps, rests, read, claim=False)
 
 
 def _to_commit(

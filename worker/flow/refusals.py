@@ -21,6 +21,7 @@ from worker.domain.events import Target
 from worker.domain.lessons import lesson_of
 from worker.domain.ops import PlannedOp
 from worker.domain.outcomes import OpRef, Outcomes
+from worker.domain.plan import BundlePlan
 from worker.domain.refusals import observe, rest_goes_bulk
 from worker.flow.deps import Deps
 from worker.flow.layout import Sendable
@@ -42,9 +43,25 @@ class Noted:
 
     rest_bulk: bool = False
     """The events it sends again go as bulk requests."""
+    rest_apart: bool = False
+    """The events it sends again go each in a bundle of its own (`expected_apart`)."""
     fold: list[str] | None = None
     """refusals.lua's arguments, to run with record.lua in one round trip (nothing goes again,
     so nothing waits for the state after it)."""
+
+
+def expected_apart(plan: Sendable) -> bool:
+    """Whether a bundle holds only operations set apart as expected failures (new guesses that
+    share a bundle: `plan.foreseen`). Refused where the Registry names one failure per refusal,
+    its rest goes each in a bundle of its own, side by side: the rest is expected to fail too,
+    so in one bundle it would be refused once per failure in a row, and as bulk requests its
+    polls would hold its entities, and everything planned behind them, for at least the first
+    poll's wait."""
+    return (
+        isinstance(plan, BundlePlan)
+        and len(plan.ops) > 1
+        and all(op.prior is not None and op.expected_error is not None for op in plan.ops)
+    )
 
 
 def note_answer(
@@ -71,6 +88,8 @@ def note_answer(
     if bulk_request or not left:
         return Noted(fold=fold)
     state = deps.store.fold_refusals(source, fold)
+    if seen.failures == 1 and not state.every and expected_apart(plan):
+        return Noted(rest_apart=True)
     rest = [_op_at(plan, ref).prior for ref in left]
     bulk = rest_goes_bulk(
         state, seen, rest=rest, policy=policy, foresight=settings.foresight_policy()

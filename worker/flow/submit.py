@@ -187,7 +187,15 @@ def record_answer(
     status = str(answer.status) if answer.status is not None else "PERSISTED"
     noted = note_answer(deps, source, claimed.bundle_id, claimed.plan, outcomes)
     return _record(
-        deps, source, claimed, outcomes, status, counts, rest_bulk=noted.rest_bulk, fold=noted.fold
+        deps,
+        source,
+        claimed,
+        outcomes,
+        status,
+        counts,
+        rest_bulk=noted.rest_bulk,
+        rest_apart=noted.rest_apart,
+        fold=noted.fold,
     )
 
 
@@ -201,14 +209,15 @@ def _record(
     resent: frozenset[str] = frozenset(),
     *,
     rest_bulk: bool = False,
+    rest_apart: bool = False,
     fold: list[str] | None = None,
 ) -> Step:
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
     events sent again are planned again here, in the bundle's place (as bulk requests when
-    `rest_bulk`: `flow/refusals.py`). `fold`: the answer's refusal fold, run in the same round
-    trip as the record."""
+    `rest_bulk`, or each alone when `rest_apart`: `flow/refusals.py`). `fold`: the answer's
+    refusal fold, run in the same round trip as the record."""
     outcomes = cap_cancelled(deps, source, outcomes)
-    replan = _replan(deps, source, claimed, outcomes, rest_bulk=rest_bulk)
+    replan = _replan(deps, source, claimed, outcomes, rest_bulk=rest_bulk, rest_apart=rest_apart)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -238,14 +247,21 @@ def _record(
 
 
 def _replan(
-    deps: Deps, source: str, claimed: Claimed, outcomes: Outcomes, *, rest_bulk: bool = False
+    deps: Deps,
+    source: str,
+    claimed: Claimed,
+    outcomes: Outcomes,
+    *,
+    rest_bulk: bool = False,
+    rest_apart: bool = False,
 ) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
     on their entities give its operations back, and those the next ones (docs/pipeline.md).
     Only events still in flight in the bundle: a record a crash cut between its calls settled
     some for good (settle.lua), and recording it again must not send them again.
-    `rest_bulk`: as bulk requests, unless one of them belongs to an atomic batch."""
+    `rest_bulk`: as bulk requests, unless one of them belongs to an atomic batch; `rest_apart`:
+    each operation in a bundle of its own."""
     back = outcomes.to_replan
     if not back:
         return []
@@ -259,7 +275,7 @@ def _replan(
     )
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
     if not bulk and not unmerged and isinstance(claimed.plan, BundlePlan):
-        rest = plan_rest(deps, source, claimed.plan, events, caps)
+        rest = plan_rest(deps, source, claimed.plan, events, caps, apart=rest_apart)
         if rest is not None:
             return rest
     expected = {

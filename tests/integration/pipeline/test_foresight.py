@@ -109,3 +109,28 @@ def test_guesses_stop_where_the_registry_held_records_before(
     again = delete_some(40)
     assert len(again) == 1, [len(r["ids"]) for r in again]
     check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))
+
+
+def test_the_rest_of_a_refused_bundle_of_new_guesses_goes_each_alone_not_as_bulk(
+    harness_factory: HarnessFactory,
+) -> None:
+    # Given a first-failure Registry, and a round of more DELETEs of never-seen providers than
+    # new guesses may send alone: the others share one bundle apart
+    harness = harness_factory(**SETTINGS)
+    policy = harness.deps.settings.foresight_policy()
+    source = "clinic-b"
+    count = policy.probes + 10
+    harness.publish([_provider(source, f"del-{n}", "DELETE", f"gone{n}") for n in range(count)])
+
+    harness.drain(deadline_s=30)
+
+    # Then the shared bundle is refused for its first DELETE, and the rest goes each alone:
+    # every DELETE fails on its own, nothing goes as a bulk request (whose polls would hold
+    # what follows): one request per DELETE, the shared bundle's first failure included
+    writes = [r for r in harness.requests() if r["method"] != "GET"]  # not profile reads
+    assert [r["route"] for r in writes if r["route"] != "bundle"] == []
+    sizes = sorted((len(r["ids"]) for r in writes), reverse=True)
+    assert sizes == [count - policy.probes] + [1] * (count - 1), sizes
+    letters = list_dead_letters(harness.deps, DlqFilter(sources=(source,)))
+    assert len(letters) == count
+    check_against_oracle(harness.deps, harness.registry, source, harness.stored_events(source))

@@ -231,12 +231,14 @@ def test_plan_round_plans_only_what_is_not_blocked():
     assert [(b.event_id, b.bundle_id) for b in planned_round.blocked] == [(behind.event_id, "S")]
 
 
-def _rest(bundle: PlannedBundle, *gone: ChangeEvent, **caps: Any) -> list[PlannedBundle] | None:
+def _rest(
+    bundle: PlannedBundle, *gone: ChangeEvent, apart: bool = False, **caps: Any
+) -> list[PlannedBundle] | None:
     """`plan_rest` of a planned bundle whose events `gone` met their fate."""
     assert isinstance(bundle.plan, BundlePlan)
     left = [e for e in bundle.commit.event_ids if e not in {g.event_id for g in gone}]
     read = [ReadEvent(e, seq, {}, "{}", "", ()) for seq, e in enumerate(left, start=1)]
-    return plan_rest(deps(), "src", bundle.plan, read, PlanCaps(**caps))
+    return plan_rest(deps(), "src", bundle.plan, read, PlanCaps(**caps), apart=apart)
 
 
 def test_plan_rest_is_the_bundle_without_the_operations_that_met_their_fate():
@@ -256,6 +258,25 @@ def test_plan_rest_is_the_bundle_without_the_operations_that_met_their_fate():
     assert only.commit.after == ()
     assert only.commit.claim is False
     assert only.commit.writes == tuple(sorted(str(op.key) for op in only.plan.ops))
+
+
+def test_plan_rest_apart_sends_each_operation_alone_behind_those_it_conflicts_with():
+    office = resource("UPSERT", "office", "o1")
+    failing = resource("DELETE", id_="p1")
+    other = resource("DELETE", id_="p2")
+    first = link(office="o1", provider="p3")
+    (bundle,) = planned(office, failing, other, first, foresight=False)
+
+    rest = _rest(bundle, failing, apart=True)
+
+    assert rest is not None
+    assert [b.commit.event_ids for b in rest] == [
+        (office.event_id,), (other.event_id,), (first.event_id,)
+    ]  # fmt: skip
+    assert all(isinstance(b.plan, BundlePlan) and b.plan.isolated for b in rest)
+    # the link reads the office its first bundle writes: it follows it, the rest follow nothing
+    office_bundle = rest[0].commit.bundle_id
+    assert [b.commit.after for b in rest] == [(), (), (office_bundle,)]
 
 
 def test_plan_rest_plans_again_when_part_of_a_merged_operation_goes_again():
