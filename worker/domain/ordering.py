@@ -124,6 +124,7 @@ class _Builder:
             self.foresight is not None
             and event.action is not Action.UPSERT
             and isinstance(key, ResourceKey)
+            and not self._apart_to_fail(current)
         ):
             self.reset.add(key)
         self._cross_entity(key, current)
@@ -164,6 +165,12 @@ class _Builder:
         self.nodes.append(node)
         self.last_node[key] = current
         return current
+
+    def _apart_to_fail(self, current: int) -> bool:
+        """Whether the node goes apart as an expected failure (the table's, as a CREATE after
+        an UPSERT, or a trusted foresight's): refused, it resets nothing (a CREATE of a provider
+        that exists leaves its relationships in place)."""
+        return self.nodes[current].expected_error is not None
 
     def _starts_absent(self, node: _Node) -> bool:
         """Whether foresight says the node's entity is absent before it (known, or never seen

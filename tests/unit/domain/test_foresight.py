@@ -245,6 +245,28 @@ def test_a_relationship_recreated_after_its_end_is_deleted_and_created_again_is_
     assert key_of(events[2]) == LINK
 
 
+def test_a_create_of_an_end_expected_to_be_refused_leaves_its_relationships_known() -> None:
+    # Given p1 and its link known to exist, and in one round a CREATE of p1, then of the link
+    known = {str(O1): "1", str(P1): "1", str(LINK): "1:1"}
+    events = [
+        res("CREATE", "provider", "p1", eid="a"),
+        rel("CREATE", frm=("office", "o1"), to=("provider", "p1"), eid="b"),
+    ]
+    plan = plan_bundles(events, foresight=trusting(known, share=False))
+    # Then both are expected refused ALREADY_EXISTS: the refused CREATE of p1 resets nothing
+    priors = {op.event_ids: (op.prior, op.expected_error) for op in plan.ops}
+    assert priors == {
+        ("a",): (Prior.KNOWN, ErrorType.ALREADY_EXISTS),
+        ("b",): (Prior.KNOWN, ErrorType.ALREADY_EXISTS),
+    }
+    # the same when the table expects the CREATE refused (an UPSERT of p1 just before it)
+    events = [res("UPSERT", "provider", "p1", eid="u"), *events]
+    plan = plan_bundles(events, foresight=trusting(known, share=False))
+    priors = {op.event_ids: (op.prior, op.expected_error) for op in plan.ops}
+    assert priors[("a",)] == (None, ErrorType.ALREADY_EXISTS)
+    assert priors[("b",)] == (Prior.KNOWN, ErrorType.ALREADY_EXISTS)
+
+
 def test_without_foresight_nothing_is_expected() -> None:
     events = [res("DELETE", "provider", "p9", eid="a"), res("UPSERT", "provider", "p2", eid="b")]
     plan = plan_bundles(events, caps=PlanCaps())
