@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 ABSENT_RELATIONSHIP: Final = "-"
+"""The stored value of a relationship known not to exist (deleted, or refused NOT_FOUND)."""
 UPSERT_AFTER_RESET: Final = "UPSERT+"
 """A held key's action when its unfinished UPSERT follows an unfinished DELETE or CREATE of the
 entity: the entity it writes is not the one the pipeline knows (nor are its relationships)."""
@@ -66,7 +67,6 @@ _RESETS: Final = frozenset({Action.DELETE.value, Action.CREATE.value, UPSERT_AFT
 EXPECTED_TO_FAIL: Final = "?"
 """Prefix of a held key's action when its operation went apart as an expected failure: the
 entity is taken as it was before it (a refusal changes nothing)."""
-"""The stored value of a relationship known not to exist (deleted, or refused NOT_FOUND)."""
 
 
 class Prior(StrEnum):

@@ -72,6 +72,12 @@ class PlannedOp:
     its answer then tells whether that kind of expectation holds for the source."""
 
     @property
+    def set_apart(self) -> bool:
+        """Whether foresight set it apart as an expected failure (a trusted kind gave it its
+        expected error)."""
+        return self.prior is not None and self.expected_error is not None
+
+    @property
     def size_bytes(self) -> int:
         """Its bytes in a request (a comma apart)."""
         return len(self.wire)

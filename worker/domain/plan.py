@@ -140,7 +140,7 @@ def foreseen(unit: Unit) -> bool:
     guesses past `Foresight.guesses_alone`, which share: a refused one's rest goes each alone
     (`flow.refusals.expected_apart`).
     """
-    return len(unit.ops) == 1 and unit.ops[0].prior is not None and unit.expected_error is not None
+    return len(unit.ops) == 1 and unit.ops[0].set_apart
 
 
 def may_fail(unit: Unit) -> bool:

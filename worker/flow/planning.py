@@ -325,6 +325,6 @@ def held_action(op: PlannedOp, expected: Collection[str] = frozenset()) -> str:
     it is in flight (hash `la`): its action, marked when it went apart as an expected failure,
     now or in the refused bundle it is the rest of (`expected`: foresight then takes the entity
     as it was before it)."""
-    if (op.prior is not None and op.expected_error is not None) or op.carrier.event_id in expected:
+    if op.set_apart or op.carrier.event_id in expected:
         return EXPECTED_TO_FAIL + op.action.value
     return op.action.value

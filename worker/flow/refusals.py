@@ -13,6 +13,7 @@ cancel nothing (docs/pipeline.md, "Refusals").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import structlog
 
@@ -27,7 +28,7 @@ from worker.flow.deps import Deps
 from worker.flow.layout import Sendable
 from worker.store.refusals import fold_arguments
 
-__all__ = ["Noted", "note_answer"]
+__all__ = ["Noted", "Rest", "note_answer"]
 
 _log = structlog.get_logger("worker.pipeline")
 
@@ -37,14 +38,23 @@ def _op_at(plan: Sendable, ref: OpRef) -> PlannedOp:
     return ops[ref.index]
 
 
+class Rest(Enum):
+    """How the events a refused bundle sends again are planned again."""
+
+    BUNDLE = "bundle"
+    """As bundles, as they were planned (`planning.plan_rest`)."""
+    BULK = "bulk"
+    """As bulk requests (`rest_goes_bulk`)."""
+    APART = "apart"
+    """Each operation in a bundle of its own (`expected_apart`)."""
+
+
 @dataclass(frozen=True)
 class Noted:
     """What an answer's fold decided, and the fold itself when it can wait for the record."""
 
-    rest_bulk: bool = False
-    """The events it sends again go as bulk requests."""
-    rest_apart: bool = False
-    """The events it sends again go each in a bundle of its own (`expected_apart`)."""
+    rest: Rest = Rest.BUNDLE
+    """How the events it sends again go."""
     fold: list[str] | None = None
     """refusals.lua's arguments, to run with record.lua in one round trip (nothing goes again,
     so nothing waits for the state after it)."""
@@ -58,9 +68,7 @@ def expected_apart(plan: Sendable) -> bool:
     polls would hold its entities, and everything planned behind them, for at least the first
     poll's wait."""
     return (
-        isinstance(plan, BundlePlan)
-        and len(plan.ops) > 1
-        and all(op.prior is not None and op.expected_error is not None for op in plan.ops)
+        isinstance(plan, BundlePlan) and len(plan.ops) > 1 and all(op.set_apart for op in plan.ops)
     )
 
 
@@ -89,7 +97,7 @@ def note_answer(
         return Noted(fold=fold)
     state = deps.store.fold_refusals(source, fold)
     if seen.failures == 1 and not state.every and expected_apart(plan):
-        return Noted(rest_apart=True)
+        return Noted(rest=Rest.APART)
     rest = [_op_at(plan, ref).prior for ref in left]
     bulk = rest_goes_bulk(
         state, seen, rest=rest, policy=policy, foresight=settings.foresight_policy()
@@ -102,4 +110,4 @@ def note_answer(
             operations=len(rest),
             rate=round(state.rate, 5),
         )
-    return Noted(rest_bulk=bulk)
+    return Noted(rest=Rest.BULK if bulk else Rest.BUNDLE)

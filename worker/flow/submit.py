@@ -75,7 +75,7 @@ from worker.flow.pausing import (
 )
 from worker.flow.planning import PlannedBundle, plan_events, plan_rest
 from worker.flow.readback import ReadAgain, resolve_unknown, told_apart
-from worker.flow.refusals import note_answer
+from worker.flow.refusals import Rest, note_answer
 from worker.flow.sending import issuer_of, send, validate_sendable
 from worker.flow.sizing import plan_caps_for, shrink_bundles
 from worker.publish_profiles import drop_refused_types
@@ -193,8 +193,7 @@ def record_answer(
         outcomes,
         status,
         counts,
-        rest_bulk=noted.rest_bulk,
-        rest_apart=noted.rest_apart,
+        rest=noted.rest,
         fold=noted.fold,
     )
 
@@ -208,16 +207,15 @@ def _record(
     counts: SubmitCounts,
     resent: frozenset[str] = frozenset(),
     *,
-    rest_bulk: bool = False,
-    rest_apart: bool = False,
+    rest: Rest = Rest.BUNDLE,
     fold: list[str] | None = None,
 ) -> Step:
     """Record these outcomes once (record.lua, fenced), CANCELLED ones past the cap FAILED; the
-    events sent again are planned again here, in the bundle's place (as bulk requests when
-    `rest_bulk`, or each alone when `rest_apart`: `flow/refusals.py`). `fold`: the answer's
-    refusal fold, run in the same round trip as the record."""
+    events sent again are planned again here, in the bundle's place, as `rest` says
+    (`flow/refusals.py`). `fold`: the answer's refusal fold, run in the same round trip as the
+    record."""
     outcomes = cap_cancelled(deps, source, outcomes)
-    replan = _replan(deps, source, claimed, outcomes, rest_bulk=rest_bulk, rest_apart=rest_apart)
+    replan = _replan(deps, source, claimed, outcomes, rest=rest)
     result = deps.store.record(
         source,
         claimed.bundle_id,
@@ -252,16 +250,15 @@ def _replan(
     claimed: Claimed,
     outcomes: Outcomes,
     *,
-    rest_bulk: bool = False,
-    rest_apart: bool = False,
+    rest: Rest = Rest.BUNDLE,
 ) -> list[PlannedBundle]:
     """The events these outcomes send again, planned again as they are stored (UNMERGED ones
     alone). Sent back to the ready log instead, they would make every bundle planned after them
     on their entities give its operations back, and those the next ones (docs/pipeline.md).
     Only events still in flight in the bundle: a record a crash cut between its calls settled
     some for good (settle.lua), and recording it again must not send them again.
-    `rest_bulk`: as bulk requests, unless one of them belongs to an atomic batch; `rest_apart`:
-    each operation in a bundle of its own."""
+    `rest`: BULK as bulk requests, unless one of them belongs to an atomic batch; APART each
+    operation in a bundle of its own."""
     back = outcomes.to_replan
     if not back:
         return []
@@ -271,18 +268,14 @@ def _replan(
         for event in deps.store.read_events(source, back, in_flight_in=claimed.bundle_id)
     ]
     bulk = isinstance(claimed.plan, BulkRequestPlan) or (
-        rest_bulk and not any(e.body.get("atomicBatch") for e in events)
+        rest is Rest.BULK and not any(e.body.get("atomicBatch") for e in events)
     )
     caps = plan_caps_for(deps, source)  # a shrunk source's cap (the answer may have shrunk it)
     if not bulk and not unmerged and isinstance(claimed.plan, BundlePlan):
-        rest = plan_rest(deps, source, claimed.plan, events, caps, apart=rest_apart)
-        if rest is not None:
-            return rest
-    expected = {
-        op.carrier.event_id
-        for op in claimed.plan.ops
-        if op.prior is not None and op.expected_error is not None
-    }
+        kept = plan_rest(deps, source, claimed.plan, events, caps, apart=rest is Rest.APART)
+        if kept is not None:
+            return kept
+    expected = {op.carrier.event_id for op in claimed.plan.ops if op.set_apart}
     planned, _rejected = plan_events(deps, events, bulk=bulk, caps=caps, expected=expected)
     # a rejected event (none can be: each one travelled in this bundle) is left to the ready log
     return planned

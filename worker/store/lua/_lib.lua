@@ -124,17 +124,26 @@ local function set_actions(acts, prev) -- {key = action}, {key = writer before} 
     local wanted = {}
     for j, i in ipairs(upserts) do wanted[j] = names[i] end
     local before = hmget_all(P .. 'la', wanted)
-    local writers = prev or {}
-    if not prev then
-      local got = hmget_all(P .. 'hx', wanted)
-      for j, k in ipairs(wanted) do writers[k] = got[j] end
-    end
+    local behind = {} -- indexes of `names` behind an unfinished DELETE or CREATE
     for j, i in ipairs(upserts) do
       local b = before[j]
-      if (b == 'DELETE' or b == 'CREATE') and writers[wanted[j]] then
-        values[i] = 'UPSERT+' .. writers[wanted[j]]
+      if b == 'DELETE' or b == 'CREATE' then
+        behind[#behind + 1] = i
       elseif b and string.sub(b, 1, 7) == 'UPSERT+' then
         values[i] = b
+      end
+    end
+    if #behind > 0 then
+      local writers = prev
+      if not writers then
+        local keys_behind = {}
+        for j, i in ipairs(behind) do keys_behind[j] = names[i] end
+        local got = hmget_all(P .. 'hx', keys_behind)
+        writers = {}
+        for j, k in ipairs(keys_behind) do writers[k] = got[j] end
+      end
+      for _, i in ipairs(behind) do
+        if writers[names[i]] then values[i] = 'UPSERT+' .. writers[names[i]] end
       end
     end
   end
