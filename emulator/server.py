@@ -31,6 +31,7 @@ from emulator.auth import (
     KeySourceError,
     resolve_secret,
 )
+from emulator.collector import freeze_after_full_collections
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultPlan, FaultRule
 from emulator.registry import Registry
@@ -165,6 +166,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     default_key = EmulatorConfig().api_key.get_secret_value()
     if app.context.config.api_key.get_secret_value() == default_key:
         sys.stderr.write("note: accepting the emulator's built-in default API key\n")
+    freeze_after_full_collections()
     uvicorn.run(
         app,
         host=args.host,
