@@ -156,7 +156,8 @@ def send_in_order(
     Bundles that are ready at the same time share no entity: commit.lua and record.lua make a
     bundle ready only once everything it follows is recorded, so none of them waits for another
     in flight. Each is sent in its own thread with its own counts, added here as it ends; an
-    error in one stops new sends, lets those in flight end, and is raised.
+    error in one stops new sends, lets those in flight end, hands the rest back (`_hand_back`),
+    and is raised.
     """
     limit = deps.settings.send_concurrency
     flying: dict[Future[Step], tuple[Claimed, SubmitCounts]] = {}
@@ -167,6 +168,8 @@ def send_in_order(
 
     renewal = Renewal(deps, lambda: deps.store.renew(source, held(), deps.now_ms()))
     failure: BaseException | None = None
+    made_ready: list[str] = []
+    """After an error: the bundles that the sends still in flight made ready."""
     while own or flying:
         while own and failure is None and len(flying) < limit:
             renewal()
@@ -186,8 +189,33 @@ def send_in_order(
                 continue
             if failure is None:
                 _take_over(deps, source, mine, own, waiting, counts)
+            else:
+                counts.add(mine)
+                made_ready.extend(mine.ready)
     if failure is not None:
+        _hand_back(deps, source, own, made_ready)
         raise failure
+
+
+def _hand_back(deps: Deps, source: str, own: Sequence[Claimed], ready: Sequence[str]) -> None:
+    """After an error, the claimed bundles not sent are released, due now, and they and the
+    bundles that the sends in flight made ready are nudged to any worker.
+
+    Why: kept claimed, they waited out the claim TTL (`claim_ttl_ms`, two minutes by default)
+    before recovery took them. Best effort: when Redis or the broker is what failed, this fails
+    too, and the claims expire as before; the error raised is the first one either way.
+    """
+    try:
+        if own:
+            now = deps.now_ms()
+            items = [
+                {"op": "release", "id": c.bundle_id, "fence": c.fence, "at": now, "err": ""}
+                for c in own
+            ]
+            deps.store.mark(source, items, now)
+        nudge_ready(deps, source, [*(c.bundle_id for c in own), *ready])
+    except Exception:
+        _log.warning("bundle.hand_back_failed", source=source, bundles=len(own) + len(ready))
 
 
 def _take_over(

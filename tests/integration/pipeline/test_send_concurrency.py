@@ -16,7 +16,9 @@ import pytest
 
 from api_client import RegistryClient
 from worker.flow.flush import flush
+from worker.flow.recover import recover
 from worker.results import backlog
+from worker.store.keys import prefix
 
 from .checks import check_against_oracle
 from .conftest import SOURCE, Harness, HarnessFactory
@@ -109,12 +111,9 @@ def test_an_error_in_one_send_is_raised_once_the_others_are_recorded(
     harness = harness_factory(max_bundle_ops=1, send_concurrency=3)
     transport = GatedTransport(threading.Barrier(3, timeout=BARRIER_DEADLINE_S), fail_id="o1")
     _gated(harness, transport)
-    harness.publish(_offices(3))
+    _published_and_due(harness, 3)
 
-    # When the round is planned and sent (after the linger, on the pipeline's clock)
-    offset = harness.deps.settings.max_age_ms + 1
-    now = harness.deps.now_ms
-    harness.deps.now_ms = lambda: now() + offset
+    # When the round is planned and sent
     with pytest.raises(RuntimeError, match="on purpose"):
         flush(harness.deps, SOURCE)
 
@@ -122,3 +121,60 @@ def test_an_error_in_one_send_is_raised_once_the_others_are_recorded(
     assert transport.most_in_flight == 3
     current = backlog(harness.deps)
     assert (current.buffered, current.in_flight) == (0, 1), current.to_dict()
+
+
+def test_after_an_error_the_bundles_not_sent_are_handed_back_at_once(
+    harness_factory: HarnessFactory,
+) -> None:
+    # Given four bundles ready together, two sent at a time, the first of which breaks
+    harness = harness_factory(max_bundle_ops=1, send_concurrency=2)
+    transport = GatedTransport(threading.Barrier(2, timeout=BARRIER_DEADLINE_S), fail_id="o0")
+    _gated(harness, transport)
+    nudged: list[str] = []
+    harness.deps.nudge = lambda kind, source, ids: nudged.extend(ids)
+    _published_and_due(harness, 4)
+
+    # When the round is planned and sent: the error stops new sends
+    with pytest.raises(RuntimeError, match="on purpose"):
+        flush(harness.deps, SOURCE)
+
+    # Then the two never sent are unclaimed, due now, and nudged (not left to the claim TTL)
+    client = harness.deps.store.client
+    records = {b: client.hgetall(f"{prefix(SOURCE)}bd:{b}") for b in _bundle_ids(harness)}
+    unsent = sorted(b for b, r in records.items() if r["st"] == "planned")
+    assert len(unsent) == 2, records
+    assert all(int(records[b]["cexp"]) == 0 for b in unsent)
+    assert sorted(nudged) == unsent
+    # and any worker sends them at once: recovery claims and records both
+    recovered = recover(harness.deps, SOURCE, unsent)
+    assert recovered.claimed == 2
+    assert all(client.hget(f"{prefix(SOURCE)}bd:{b}", "st") == "recorded" for b in unsent)
+
+
+def _published_and_due(harness: Harness, count: int) -> None:
+    """`count` offices published, and the pipeline's clock past their linger: a flush plans and
+    sends them now."""
+    harness.publish(_offices(count))
+    offset = harness.deps.settings.max_age_ms + 1
+    now = harness.deps.now_ms
+    harness.deps.now_ms = lambda: now() + offset
+
+
+def _bundle_ids(harness: Harness) -> list[str]:
+    pattern = f"{prefix(SOURCE)}bd:*"
+    return [key.rsplit(":", 1)[1] for key in harness.deps.store.client.scan_iter(match=pattern)]
+
+
+def test_a_hand_back_that_fails_does_not_hide_the_error(
+    harness_factory: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = harness_factory(max_bundle_ops=1, send_concurrency=2)
+    _gated(harness, GatedTransport(threading.Barrier(2, timeout=BARRIER_DEADLINE_S), "o0"))
+    _published_and_due(harness, 4)
+
+    def broken_mark(*_: Any, **__: Any) -> list[bool]:
+        raise ConnectionError("Redis went away too")
+
+    monkeypatch.setattr(harness.deps.store, "mark", broken_mark)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        flush(harness.deps, SOURCE)
