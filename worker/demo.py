@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 NOT_YET = """\
 Not met yet: the wide stream's throughput target, 20 times one Celery task per event (`make
-bench` measures it side by side: 10 to 14 times on this 2-CPU machine, which the workers share
+bench` measures it side by side: 10 to 15 times on this 2-CPU machine, which the workers share
 with Redis and the emulator; docs/pipeline.md section 4b). Known limits of the failure
 handling: docs/reliability.md."""
 
