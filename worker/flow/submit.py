@@ -97,8 +97,8 @@ _log = structlog.get_logger("worker.pipeline")
 
 
 class Step(Enum):
-    """Where one submission left its bundle; the first two let a plan go on, REPLAN lets on only
-    what shares nothing with it (rule F)."""
+    """Where one submission left its bundle (the scheduler decides what may go next: a bundle
+    becomes ready once everything it follows is recorded)."""
 
     FINAL = "final"
     """Recorded, every fate final."""
@@ -114,11 +114,6 @@ class Step(Enum):
     """Outcome unknown: stays `sending`, read back later."""
     LOST = "lost"
     """Another worker's claim: nothing written."""
-
-    @property
-    def plan_goes_on(self) -> bool:
-        """Whether the rest of the plan may still be sent as planned."""
-        return self in (Step.FINAL, Step.ACCEPTED)
 
 
 @dataclass(frozen=True)
