@@ -207,12 +207,7 @@ def _hand_back(deps: Deps, source: str, own: Sequence[Claimed], ready: Sequence[
     """
     try:
         if own:
-            now = deps.now_ms()
-            items = [
-                {"op": "release", "id": c.bundle_id, "fence": c.fence, "at": now, "err": ""}
-                for c in own
-            ]
-            deps.store.mark(source, items, now)
+            deps.store.release_claims(source, [(c.bundle_id, c.fence) for c in own], deps.now_ms())
         nudge_ready(deps, source, [*(c.bundle_id for c in own), *ready])
     except Exception:
         _log.warning("bundle.hand_back_failed", source=source, bundles=len(own) + len(ready))

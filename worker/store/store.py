@@ -282,6 +282,17 @@ class Store(StorePublish, StoreReads, StoreRecording, StoreSizing):
         }
         return self.mark(source, [item], now_ms)[0]
 
+    def release_claims(
+        self, source: str, claims: Sequence[tuple[str, int]], now_ms: int
+    ) -> list[bool]:
+        """Give claimed bundles back unsent (`release`, due now, no error), one round trip for
+        all: any worker may take them at once."""
+        items = [
+            {"op": "release", "id": bundle_id, "fence": fence, "at": now_ms, "err": ""}
+            for bundle_id, fence in claims
+        ]
+        return self.mark(source, items, now_ms)
+
     def mark_unknown(
         self, source: str, bundle_id: str, fence: int, *, read_at_ms: int, error: str, now_ms: int
     ) -> bool:

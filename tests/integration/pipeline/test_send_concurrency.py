@@ -108,10 +108,7 @@ def test_an_error_in_one_send_is_raised_once_the_others_are_recorded(
     harness_factory: HarnessFactory,
 ) -> None:
     # Given three bundles ready together, the second of which breaks the transport
-    harness = harness_factory(max_bundle_ops=1, send_concurrency=3)
-    transport = GatedTransport(threading.Barrier(3, timeout=BARRIER_DEADLINE_S), fail_id="o1")
-    _gated(harness, transport)
-    _published_and_due(harness, 3)
+    harness, transport = _round_that_breaks(harness_factory, sent_together=3, count=3, fail="o1")
 
     # When the round is planned and sent
     with pytest.raises(RuntimeError, match="on purpose"):
@@ -127,12 +124,9 @@ def test_after_an_error_the_bundles_not_sent_are_handed_back_at_once(
     harness_factory: HarnessFactory,
 ) -> None:
     # Given four bundles ready together, two sent at a time, the first of which breaks
-    harness = harness_factory(max_bundle_ops=1, send_concurrency=2)
-    transport = GatedTransport(threading.Barrier(2, timeout=BARRIER_DEADLINE_S), fail_id="o0")
-    _gated(harness, transport)
+    harness, _ = _round_that_breaks(harness_factory, sent_together=2, count=4, fail="o0")
     nudged: list[str] = []
     harness.deps.nudge = lambda kind, source, ids: nudged.extend(ids)
-    _published_and_due(harness, 4)
 
     # When the round is planned and sent: the error stops new sends
     with pytest.raises(RuntimeError, match="on purpose"):
@@ -151,13 +145,21 @@ def test_after_an_error_the_bundles_not_sent_are_handed_back_at_once(
     assert all(client.hget(f"{prefix(SOURCE)}bd:{b}", "st") == "recorded" for b in unsent)
 
 
-def _published_and_due(harness: Harness, count: int) -> None:
-    """`count` offices published, and the pipeline's clock past their linger: a flush plans and
-    sends them now."""
+def _round_that_breaks(
+    harness_factory: HarnessFactory, *, sent_together: int, count: int, fail: str
+) -> tuple[Harness, GatedTransport]:
+    """`count` offices published, one bundle each, `sent_together` at a time through a gated
+    transport that breaks the request naming `fail`; the pipeline's clock past their linger, so
+    a flush plans and sends them now."""
+    harness = harness_factory(max_bundle_ops=1, send_concurrency=sent_together)
+    gate = threading.Barrier(sent_together, timeout=BARRIER_DEADLINE_S)
+    transport = GatedTransport(gate, fail_id=fail)
+    _gated(harness, transport)
     harness.publish(_offices(count))
     offset = harness.deps.settings.max_age_ms + 1
     now = harness.deps.now_ms
     harness.deps.now_ms = lambda: now() + offset
+    return harness, transport
 
 
 def _bundle_ids(harness: Harness) -> list[str]:
@@ -168,9 +170,7 @@ def _bundle_ids(harness: Harness) -> list[str]:
 def test_a_hand_back_that_fails_does_not_hide_the_error(
     harness_factory: HarnessFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness = harness_factory(max_bundle_ops=1, send_concurrency=2)
-    _gated(harness, GatedTransport(threading.Barrier(2, timeout=BARRIER_DEADLINE_S), "o0"))
-    _published_and_due(harness, 4)
+    harness, _ = _round_that_breaks(harness_factory, sent_together=2, count=4, fail="o0")
 
     def broken_mark(*_: Any, **__: Any) -> list[bool]:
         raise ConnectionError("Redis went away too")
